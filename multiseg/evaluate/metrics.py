@@ -1,0 +1,76 @@
+"""Confusion-matrix segmentation metrics, accumulated on the device and mergeable across ranks.
+
+Definitions follow the official evaluators (specs/datasets.md §1.5 and §3.3):
+
+* ground-truth pixels equal to ``ignore_index`` are dropped;
+* a prediction outside the class set (e.g. "void" from a label-id file) on a valid pixel is a miss: it
+  adds to that class's false negatives and to nobody's false positives (Cityscapes' rule);
+* a class absent from both ground truth and prediction has IoU ``nan`` ("n/a"), never 0 or 1, and mean
+  IoU is taken over the classes that are not ``nan``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+
+class ConfusionMatrix:
+    """A ``num_classes x (num_classes + 1)`` count matrix: rows = ground truth, columns = prediction.
+
+    The extra last column counts predictions outside ``[0, num_classes)`` on valid pixels.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str = "cpu") -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mat = torch.zeros(num_classes, num_classes + 1, dtype=torch.int64, device=device)
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of predicted class maps and ground-truth maps of the same shape."""
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+        n = self.num_classes
+        target = target.reshape(-1).to(self.mat.device, torch.int64)
+        pred = pred.reshape(-1).to(self.mat.device, torch.int64)
+        valid = (target != self.ignore_index) & (target >= 0) & (target < n)
+        target, pred = target[valid], pred[valid]
+        pred = torch.where((pred >= 0) & (pred < n), pred, torch.full_like(pred, n))
+        self.mat += torch.bincount(target * (n + 1) + pred, minlength=n * (n + 1)).reshape(n, n + 1)
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        """Add another matrix of the same class count (e.g. from another evaluation shard)."""
+        self.mat += other.mat.to(self.mat.device)
+
+    def all_reduce(self) -> None:
+        """Sum the matrix over all ranks of the default process group (no-op without one)."""
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.mat, op=dist.ReduceOp.SUM)
+
+    def reset(self) -> None:
+        self.mat.zero_()
+
+    def iou(self) -> torch.Tensor:
+        """Per-class IoU as float64; ``nan`` where the class is in neither ground truth nor prediction."""
+        mat = self.mat.double()
+        tp = mat.diagonal()
+        fn = mat.sum(dim=1) - tp
+        fp = mat[:, : self.num_classes].sum(dim=0) - tp
+        denom = tp + fp + fn
+        return torch.where(denom > 0, tp / denom.clamp(min=1), torch.full_like(tp, float("nan")))
+
+    def miou(self, classes: Sequence[int] | None = None) -> float:
+        """Mean IoU over ``classes`` (default: all), ignoring ``nan`` classes; ``nan`` if none is left."""
+        iou = self.iou()
+        if classes is not None:
+            iou = iou[list(classes)]
+        iou = iou[~iou.isnan()]
+        return float(iou.mean()) if iou.numel() else float("nan")
+
+    def pixel_accuracy(self) -> float:
+        """Correct valid pixels / all valid pixels."""
+        total = self.mat.sum()
+        return float(self.mat.diagonal().sum().item() / total.item()) if total > 0 else float("nan")

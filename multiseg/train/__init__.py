@@ -1,0 +1,1 @@
+"""Joint multi-dataset training: recipe, loss weighting, box targets, checkpoints and the engine."""

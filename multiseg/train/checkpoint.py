@@ -1,0 +1,89 @@
+"""Atomic, safely loadable checkpoints and the RNG state needed for exact resume.
+
+Checkpoints are written to a temporary file in the same folder, fsynced and renamed over the target,
+so a kill at any moment leaves either the old or the new file, never half of one. They hold only
+tensors and plain Python containers, so they load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from multiseg.errors import MultisegError
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename, fsync of the folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; a missing or unreadable file is a user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise MultisegError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise MultisegError(
+            f"cannot load checkpoint {path}: {type(err).__name__}: {err}".splitlines()[0]
+        ) from None
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG state a training step may consume (Python, NumPy, torch CPU and CUDA)."""
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is what we save
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].copy()),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    random.setstate(_as_tuple(state["python"]))
+    npst = state["numpy"]
+    legacy = ("MT19937", npst["key"].numpy(), npst["pos"], npst["has_gauss"], npst["cached"])
+    np.random.set_state(legacy)  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    """Python's random state is nested tuples; a round trip through a checkpoint may give lists."""
+    if isinstance(value, list):
+        return tuple(_as_tuple(v) for v in value)
+    return value

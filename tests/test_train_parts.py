@@ -1,0 +1,175 @@
+"""Training building blocks: loss-weight algebra, LR schedule, early stopping, box targets, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from multiseg.errors import MultisegError
+from multiseg.train.box_targets import BoxTargetOptions, merge_batch, merge_sample
+from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from multiseg.train.early_stopping import EarlyStopping
+from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
+from multiseg.train.schedule import poly_factor
+
+# ---- learned loss weights -------------------------------------------------------------------------
+
+
+def test_uncertainty_total_is_the_kendall_formula() -> None:
+    w = UncertaintyWeighting(["a", "b"])
+    with torch.no_grad():
+        w.log_vars["a"].fill_(0.5)
+        w.log_vars["b"].fill_(-1.0)
+    la, lb = torch.tensor(2.0), torch.tensor(0.3)
+    expected = math.exp(-0.5) * 2.0 + 0.25 + math.exp(1.0) * 0.3 - 0.5
+    assert math.isclose(w({"a": la, "b": lb}).item(), expected, rel_tol=1e-6)
+    assert w.weights() == pytest.approx({"a": math.exp(-0.5), "b": math.exp(1.0)})
+
+
+def test_uncertainty_stationary_point_is_one_over_two_l() -> None:
+    w = UncertaintyWeighting(["a"], clamp_min=-10, clamp_max=10)
+    opt = torch.optim.SGD(w.parameters(), lr=0.5)
+    for _ in range(500):
+        opt.zero_grad()
+        w({"a": torch.tensor(0.8)}).backward()
+        opt.step()
+    assert w.weights()["a"] == pytest.approx(1 / (2 * 0.8), rel=1e-3)
+
+
+def test_absent_head_contributes_nothing_and_keeps_its_weight() -> None:
+    w = UncertaintyWeighting(["cityscapes", "gtsdb"])
+    opt = torch.optim.Adam(w.parameters(), lr=0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        w({"cityscapes": torch.tensor(1.3)}).backward()
+        opt.step()
+    assert w.log_vars["gtsdb"].item() == 0.0
+    assert w.log_vars["gtsdb"].grad is None or w.log_vars["gtsdb"].grad.abs().sum() == 0
+    assert w.log_vars["cityscapes"].item() != 0.0
+
+
+def test_uncertainty_clamp_bounds_the_weight() -> None:
+    w = UncertaintyWeighting(["a"], clamp_min=-2.0)
+    with torch.no_grad():
+        w.log_vars["a"].fill_(-50.0)
+    assert w.weights()["a"] == pytest.approx(math.exp(2.0))
+    assert torch.isfinite(w({"a": torch.tensor(1e-6)}))
+
+
+def test_fixed_weighting() -> None:
+    w = FixedWeighting(["a", "b"], {"b": 0.5})
+    assert w({"a": torch.tensor(2.0), "b": torch.tensor(4.0)}).item() == 4.0
+    with pytest.raises(ValueError, match="unknown heads"):
+        FixedWeighting(["a"], {"c": 1.0})
+
+
+# ---- schedule and early stopping -----------------------------------------------------------------
+
+
+def test_poly_schedule_values() -> None:
+    assert poly_factor(0, 150) == 1.0
+    assert poly_factor(75, 150) == pytest.approx(0.5**0.9)
+    assert poly_factor(75, 150, form="paper") == pytest.approx(1 - 0.5**0.9)
+    assert poly_factor(150, 150) == 0.0 and poly_factor(150, 150, form="paper") == 0.0
+    values = [poly_factor(e, 10) for e in range(11)]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_early_stopping_patience_and_state() -> None:
+    es = EarlyStopping(patience=2)
+    assert es.step(0.3, 0) and es.step(0.4, 1)
+    assert not es.step(0.35, 2) and not es.should_stop
+    assert not es.step(float("nan"), 3) and es.should_stop
+    again = EarlyStopping(patience=2)
+    again.load_state_dict(es.state_dict())
+    assert again.best == 0.4 and again.best_epoch == 1 and again.should_stop
+    assert not EarlyStopping(patience=0).should_stop
+
+
+# ---- online box targets --------------------------------------------------------------------------
+
+BG, IGN = 43, 255
+
+
+def _sign_mask() -> torch.Tensor:
+    m = torch.zeros(10, 12, dtype=torch.bool)
+    m[2:5, 2:5] = True  # a sign inside box 0, covering 9 of its 16 pixels
+    m[7:9, 9:11] = True  # an unannotated sign outside every box
+    return m
+
+
+def test_merge_rule_on_hand_made_maps() -> None:
+    boxes = torch.tensor([[1.0, 1.0, 5.0, 5.0], [6.0, 1.0, 9.0, 4.0]])  # box 1 has no predicted sign
+    classes = torch.tensor([14, 38])
+    fallback = torch.full((10, 12), BG)
+    fallback[1:4, 6:9] = 38
+    fallback[1, 6] = IGN
+    target, n_fb = merge_sample(_sign_mask(), boxes, classes, fallback, BoxTargetOptions(min_coverage=0.2))
+    expected = torch.full((10, 12), BG)
+    expected[2:5, 2:5] = 14  # predicted sign pixels inside box 0 get its class
+    expected[7:9, 9:11] = IGN  # a predicted sign outside every box is ignored
+    expected[1:4, 6:9] = fallback[1:4, 6:9]  # box 1 falls back to the data pipeline's raster
+    assert torch.equal(target, expected)
+    assert n_fb == 1
+
+
+def test_merge_inbox_nonsign_ignore_and_overlap_order() -> None:
+    sign = torch.zeros(8, 8, dtype=torch.bool)
+    sign[1:7, 1:7] = True
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [2.0, 2.0, 4.0, 4.0]])  # big box first, small inside
+    opts = BoxTargetOptions(inbox_nonsign="ignore", min_coverage=0.1)
+    target, _ = merge_sample(sign, boxes, torch.tensor([1, 2]), torch.full((8, 8), BG), opts)
+    assert target[0, 0] == IGN  # in the big box but not predicted sign
+    assert target[1, 1] == 1 and target[2, 2] == 2 and target[3, 3] == 2  # smaller box pasted last
+
+
+def test_box_and_shape_policies_use_the_raster_unchanged() -> None:
+    fallback = torch.randint(0, 44, (6, 6))
+    for policy in ("box", "shape"):
+        target, n = merge_sample(
+            torch.ones(6, 6, dtype=torch.bool),
+            torch.tensor([[0.0, 0, 6, 6]]),
+            torch.tensor([3]),
+            fallback,
+            BoxTargetOptions(policy=policy),
+        )
+        assert torch.equal(target, fallback) and n == 0
+
+
+def test_merge_batch_counts() -> None:
+    masks = torch.stack([_sign_mask(), torch.zeros(10, 12, dtype=torch.bool)])
+    boxes = [torch.tensor([[1.0, 1.0, 5.0, 5.0]]), torch.tensor([[1.0, 1.0, 5.0, 5.0]])]
+    classes = [torch.tensor([3]), torch.tensor([4])]
+    targets, merged, fell_back = merge_batch(
+        masks, boxes, classes, torch.full((2, 10, 12), BG), BoxTargetOptions()
+    )
+    assert targets.shape == (2, 10, 12) and (merged, fell_back) == (1, 1)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+
+def test_checkpoint_roundtrip_and_rng(tmp_path: Path) -> None:
+    state = {"model": torch.nn.Linear(3, 2).state_dict(), "epoch": 3, "rng": rng_state()}
+    first = (random.random(), float(np.random.rand()), torch.rand(2))  # noqa: NPY002
+    save_checkpoint(state, tmp_path / "last.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    loaded = load_checkpoint(tmp_path / "last.pt")
+    set_rng_state(loaded["rng"])
+    again = (random.random(), float(np.random.rand()), torch.rand(2))  # noqa: NPY002
+    assert first[:2] == again[:2] and torch.equal(first[2], again[2])
+    assert loaded["epoch"] == 3
+
+
+def test_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(MultisegError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(MultisegError, match=r"cannot load checkpoint .*bad.pt"):
+        load_checkpoint(bad)
