@@ -1,0 +1,122 @@
+"""The flat training configuration: the paper's recipe as defaults, every choice one YAML key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+#: Datasets a run can mix, by head name. ``lanes`` is the 4-class Lane Markings setting of Vistas.
+KNOWN_DATASETS = ("cityscapes", "gtsdb", "vistas", "lanes")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.yaml`` in the run folder.
+
+    Defaults are the paper's recipe (Adam 5e-4, poly decay per epoch, batch 6, 150 Cityscapes epochs,
+    learned loss weights) on the real image sizes. ``multiseg train`` with no config file uses
+    :func:`demo_defaults` instead, which shrinks resolution and budget to fit 10 minutes on 2 CPU cores.
+    """
+
+    # -- data ------------------------------------------------------------------------------------
+    datasets: list[str] = field(default_factory=lambda: ["cityscapes", "gtsdb", "vistas"])
+    data_root: Path | None = None  # None: the demo world, generated on first use into the cache folder
+    cityscapes_root: Path | None = None
+    gtsdb_root: Path | None = None
+    vistas_root: Path | None = None
+    vistas_version: Literal["1.2", "2.0"] = "1.2"
+    train_split_fraction: float | None = None  # GTSDB: None = official 600/300 split (demo: from its marker)
+    resize_width: int = 1024  # the paper's rule: scale so the image fits 1024 wide / 512 high
+    resize_height: int = 512
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    crop_height: int = 512
+    crop_width: int = 1024
+    flip: bool = True
+    gtsdb_target: Literal["merge", "box", "shape"] = "merge"
+    gtsdb_fallback: Literal["shape", "box"] = "shape"
+    gtsdb_ignore_ring: int = 0
+    gtsdb_inbox_nonsign: Literal["background", "ignore"] = "background"
+    gtsdb_min_coverage: float = 0.2
+    lanes_other: Literal["train", "ignore"] = "train"
+    balance: Literal["replicate", "none", "weighted"] = "replicate"
+    workers: int = 2
+    val_max_samples: int | None = None  # cap per dataset, for quick validation on large sets
+
+    # -- model -----------------------------------------------------------------------------------
+    model: str = "erfnet"
+    head_mode: Literal["decoder", "last_conv"] = "decoder"
+    encoder_weights: Path | None = None
+
+    # -- optimisation ----------------------------------------------------------------------------
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 6
+    epochs: int = 150  # counted in epochs of ``reference_dataset``, whatever else is mixed in
+    reference_dataset: str = "cityscapes"
+    poly_power: float = 0.9
+    poly_form: Literal["standard", "paper"] = "standard"
+    loss_weighting: Literal["learned", "fixed"] = "learned"
+    loss_weights: dict[str, float] = field(default_factory=dict)  # for ``fixed``; default 1 per head
+    log_var_init: float = 0.0
+    log_var_min: float = -4.0
+    log_var_max: float = 6.0
+    patience: int = 20  # early stopping on mean validation mIoU; 0 disables
+    val_every: int = 1
+
+    # -- execution -------------------------------------------------------------------------------
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    threads: int | None = None  # torch intra-op threads; None: torch's default
+    out_dir: Path = Path("runs/train")
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.datasets if d not in KNOWN_DATASETS]
+        if unknown:
+            raise ValueError(f"datasets: unknown {unknown}; known: {list(KNOWN_DATASETS)}")
+        if not self.datasets:
+            raise ValueError("datasets: at least one dataset is needed")
+        if len(set(self.datasets)) != len(self.datasets):
+            raise ValueError(f"datasets: {self.datasets} names one twice")
+        if "vistas" in self.datasets and "lanes" in self.datasets:
+            raise ValueError("datasets: vistas and lanes are two settings of the same images; pick one")
+        if "gtsdb" in self.datasets and self.gtsdb_target == "merge" and "cityscapes" not in self.datasets:
+            raise ValueError("gtsdb_target=merge needs the cityscapes head; add cityscapes or use box/shape")
+        if self.reference_dataset not in self.datasets:
+            raise ValueError(
+                f"reference_dataset {self.reference_dataset!r} is not in datasets {self.datasets}"
+            )
+        for name in ("batch_size", "epochs", "crop_height", "crop_width", "val_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ValueError("need 0 < scale_min <= scale_max")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+
+
+def demo_overrides() -> dict[str, object]:
+    """What ``multiseg train`` changes from the paper's recipe for the default demo-world run.
+
+    The demo world's frames are 4x smaller than the real ones, and the run must finish in about
+    10 minutes on 2 CPU cores, so resolution and budget shrink; the recipe itself (optimiser, schedule,
+    loss weighting, box targets, balancing) stays the paper's.
+    """
+    return {
+        "resize_width": 256,
+        "resize_height": 128,
+        "crop_height": 128,
+        "crop_width": 256,
+        "scale_min": 0.75,
+        "scale_max": 1.5,
+        "epochs": 30,
+        "lr": 2e-3,
+        "patience": 0,
+        "workers": 1,
+        "out_dir": "runs/demo",
+    }

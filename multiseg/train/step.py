@@ -1,0 +1,94 @@
+"""One joint training step's losses: route each sample to its head, make GTSDB targets online.
+
+The batch follows the data pipeline's contract (:mod:`multiseg.data.pipeline`): ``image`` uint8
+(N, 3, H, W), ``label`` (N, H, W) with 255 = ignore, ``dataset_index`` (N,) into ``dataset_names``,
+and per-sample ``boxes`` / ``box_classes`` lists for box-only datasets. The encoder runs once on the
+whole batch; each head runs only on its own samples, plus the Cityscapes head on GTSDB samples when
+their targets are merged with its prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from multiseg.data.labels import CITYSCAPES_TRAFFIC_SIGN, IGNORE_INDEX
+from multiseg.train.box_targets import BoxTargetOptions, merge_batch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float ImageNet-normalised, on the images' device (after the 4x cheaper copy)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255.0
+    return (images.float() - mean) / std
+
+
+@dataclass
+class StepOutput:
+    """Per-head mean cross-entropies of the heads present in the batch, and box-target statistics."""
+
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    boxes_merged: int = 0
+    boxes_fallback: int = 0
+
+
+def head_selection(dataset_index: torch.Tensor, dataset_names: Sequence[str], merge_gtsdb: bool) -> dict:
+    """Head -> sample indices it must run on. With merging, the Cityscapes head also sees GTSDB samples
+    (appended after its own, so its first ``n_own`` outputs are its own samples)."""
+    sel: dict[str, torch.Tensor] = {}
+    for i, name in enumerate(dataset_names):
+        idx = torch.nonzero(dataset_index == i).flatten()
+        if idx.numel():
+            sel[name] = idx
+    if merge_gtsdb and "gtsdb" in sel:
+        own = sel.get("cityscapes", dataset_index.new_zeros(0))
+        sel["cityscapes"] = torch.cat([own, sel["gtsdb"]])
+    return sel
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """Mean cross-entropy over non-ignored pixels, or None when every pixel is ignored."""
+    if not bool((target != IGNORE_INDEX).any()):
+        return None
+    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+
+
+def compute_losses(
+    model: nn.Module,
+    batch: Mapping[str, object],
+    dataset_names: Sequence[str],
+    box_opts: BoxTargetOptions,
+) -> StepOutput:
+    """Forward the batch once through the shared encoder and return every present head's loss."""
+    images = batch["image"]
+    labels = batch["label"].long()
+    dataset_index = batch["dataset_index"]
+    merge = box_opts.policy == "merge" and "gtsdb" in dataset_names and "cityscapes" in dataset_names
+    selection = head_selection(dataset_index, dataset_names, merge)
+    outputs = model(normalize(images), heads=selection)
+    out = StepOutput()
+    for name, logits in outputs.items():
+        own = torch.nonzero(dataset_index == dataset_names.index(name)).flatten()
+        if own.numel() == 0:
+            continue  # the Cityscapes head ran only to make GTSDB targets
+        if name == "gtsdb" and merge:
+            n_cs = int((dataset_index == dataset_names.index("cityscapes")).sum())
+            sign = outputs["cityscapes"][n_cs:].detach().argmax(dim=1) == CITYSCAPES_TRAFFIC_SIGN
+            boxes = [batch["boxes"][i] for i in own.tolist()]
+            classes = [batch["box_classes"][i] for i in own.tolist()]
+            target, merged, fell = merge_batch(sign, boxes, classes, labels[own], box_opts)
+            out.boxes_merged += merged
+            out.boxes_fallback += fell
+        else:
+            target = labels[own]
+        loss = _ce(logits[: own.numel()], target)
+        if loss is not None:
+            out.losses[name] = loss
+    return out
