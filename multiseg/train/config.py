@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 #: Datasets a run can mix, by head name. ``lanes`` is the 4-class Lane Markings setting of Vistas.
 KNOWN_DATASETS = ("cityscapes", "gtsdb", "vistas", "lanes")
@@ -48,6 +48,8 @@ class TrainConfig:
     model: str = "erfnet"
     head_mode: Literal["decoder", "last_conv"] = "decoder"
     encoder_weights: Path | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # architecture options, e.g. {dropout: 0.0}
+    freeze_bn: bool = False  # BatchNorm uses its running statistics and does not update them
 
     # -- optimisation ----------------------------------------------------------------------------
     lr: float = 5e-4

@@ -1,0 +1,144 @@
+"""From a :class:`TrainConfig` to the datasets of a run: roots, splits, transforms, targets.
+
+Each dataset name in ``cfg.datasets`` is also its head's name. Roots default to
+``data_root/<layout folder>`` (``cityscapes/``, ``gtsdb/``, ``vistas/``), or the demo world when no
+data root is given.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from multiseg.data.base import SegDataset
+from multiseg.data.pipeline import build_dataset
+from multiseg.data.transforms import EvalTransform, TrainTransform, TransformConfig
+from multiseg.errors import MultisegError
+from multiseg.train.config import TrainConfig
+
+#: Split names of each dataset: (train, validation).
+SPLITS = {"cityscapes": ("train", "val"), "gtsdb": ("train", "test"), "vistas": ("training", "validation")}
+SPLITS["lanes"] = SPLITS["vistas"]
+_FOLDER = {"cityscapes": "cityscapes", "gtsdb": "gtsdb", "vistas": "vistas", "lanes": "vistas"}
+
+
+def cache_dir() -> Path:
+    """Where multiseg keeps generated data: ``$MULTISEG_CACHE``, else ``$XDG_CACHE_HOME/multiseg``."""
+    if env := os.environ.get("MULTISEG_CACHE"):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "multiseg"
+
+
+def demo_world_root(seed: int = 0, size: str = "small", announce: bool = True) -> Path:
+    """The demo world in the cache, generated on first use (with a message saying where)."""
+    from multiseg.data.demo import write_demo_world
+
+    root = cache_dir() / f"demo_world_seed{seed}_{size}"
+    if not (root / "multiseg_demo.json").is_file():
+        if announce:
+            print(f"multiseg: generating the demo world into {root} (first use only)", flush=True)
+        write_demo_world(root, seed=seed, size=size, force=False)
+    return root
+
+
+def dataset_root(cfg: TrainConfig, name: str) -> Path:
+    """The folder a dataset is read from."""
+    explicit = {"cityscapes": cfg.cityscapes_root, "gtsdb": cfg.gtsdb_root}.get(name)
+    if name in ("vistas", "lanes"):
+        explicit = cfg.vistas_root
+    if explicit is not None:
+        return Path(explicit)
+    base = Path(cfg.data_root) if cfg.data_root is not None else demo_world_root()
+    return base / _FOLDER[name]
+
+
+def _options(cfg: TrainConfig, name: str) -> dict[str, object]:
+    if name == "gtsdb":
+        policy = cfg.gtsdb_fallback if cfg.gtsdb_target == "merge" else cfg.gtsdb_target
+        opts: dict[str, object] = {"policy": policy, "ring": cfg.gtsdb_ignore_ring}
+        if cfg.train_split_fraction is not None:
+            opts.update(split_rule="fraction", train_fraction=cfg.train_split_fraction)
+        return opts
+    if name in ("vistas", "lanes"):
+        opts = {"version": cfg.vistas_version}
+        if name == "lanes":
+            opts["lanes_other"] = "class" if cfg.lanes_other == "train" else "ignore"
+        return opts
+    return {}
+
+
+def train_transform(cfg: TrainConfig) -> TrainTransform:
+    """The paper's augmentation at the configured sizes."""
+    return TrainTransform(
+        TransformConfig(
+            fit_width=cfg.resize_width,
+            fit_height=cfg.resize_height,
+            scale_range=(cfg.scale_min, cfg.scale_max),
+            crop_height=cfg.crop_height,
+            crop_width=cfg.crop_width,
+            flip_prob=0.5 if cfg.flip else 0.0,
+        )
+    )
+
+
+def build_train_datasets(cfg: TrainConfig) -> list[SegDataset]:
+    """The training split of every dataset of the run, in ``cfg.datasets`` order."""
+    transform = train_transform(cfg)
+    return [
+        build_dataset(
+            name, dataset_root(cfg, name), SPLITS[name][0], transform=transform, **_options(cfg, name)
+        )
+        for name in cfg.datasets
+    ]
+
+
+@dataclass
+class ValSet:
+    """One validation dataset, and for GTSDB the per-pixel ground truth of the same frames if any."""
+
+    name: str
+    dataset: SegDataset
+    pixel_gt: SegDataset | None = None
+
+
+def build_val_sets(cfg: TrainConfig) -> list[ValSet]:
+    """Validation splits at training resolution (the paper's resize rule, no crop or flip)."""
+    transform = EvalTransform(cfg.resize_width, cfg.resize_height)
+    out = []
+    for name in cfg.datasets:
+        root = dataset_root(cfg, name)
+        split = SPLITS[name][1]
+        ds = build_dataset(name, root, split, transform=transform, **_options(cfg, name))
+        pixel = None
+        if name == "gtsdb":
+            masks = true_masks_dir(root)
+            if masks is not None:
+                pixel = build_dataset(
+                    name,
+                    root,
+                    split,
+                    transform=transform,
+                    label_source="pixel_masks",
+                    pixel_masks_dir=masks,
+                    **_options(cfg, name),
+                )
+        out.append(ValSet(name, ds, pixel))
+    return out
+
+
+def true_masks_dir(gtsdb_root: Path) -> Path | None:
+    """The demo world's true per-pixel sign masks beside ``FullIJCNN2013/``, if present."""
+    base = gtsdb_root if (gtsdb_root / "FullIJCNN2013").is_dir() else gtsdb_root.parent
+    candidate = base / "true_masks" / "gtFine"
+    return candidate if candidate.is_dir() else None
+
+
+def check_data_present(cfg: TrainConfig) -> None:
+    """Fail before training starts when a configured dataset's folder is missing."""
+    for name in cfg.datasets:
+        root = dataset_root(cfg, name)
+        if not root.exists():
+            raise MultisegError(
+                f"dataset {name!r}: folder {root} does not exist (set data_root or {name}_root)"
+            )

@@ -1,0 +1,431 @@
+"""The joint training loop: balanced mixed batches, learned loss weights, validation, exact resume, DDP.
+
+One *epoch* is counted in the reference dataset (the paper: Cityscapes): it holds as many steps as it
+takes the sampler to draw every sample of the reference dataset once, whatever else is mixed in. The
+sampler's own passes run on continuously underneath, so the budget does not depend on the other
+datasets' sizes.
+
+Exact resume: ``last.pt`` is written atomically at every epoch end and on Ctrl-C, and holds the model,
+optimiser, AMP scaler, loss weights, sampler position, every RNG state, the early-stopping state, the
+running epoch statistics and the step. Augmentation randomness is a pure function of the sampler's
+per-sample seeds, so a run killed at any moment and resumed from ``last.pt`` ends with the same
+metrics as an uninterrupted one (bitwise on CPU with the same thread count).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from multiseg.config import config_to_dict, save_config
+from multiseg.data.pipeline import build_train_loader
+from multiseg.data.sampler import samples_per_dataset
+from multiseg.errors import MultisegError
+from multiseg.models import create_model
+from multiseg.train.box_targets import BoxTargetOptions
+from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from multiseg.train.config import TrainConfig
+from multiseg.train.data import build_train_datasets, build_val_sets, check_data_present
+from multiseg.train.distributed import DistInfo, broadcast_flag, init_distributed
+from multiseg.train.early_stopping import EarlyStopping
+from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
+from multiseg.train.metrics_log import MetricsLog
+from multiseg.train.schedule import poly_factor
+from multiseg.train.step import StepOutput, compute_losses
+from multiseg.train.validate import validate
+
+
+class TrainingDiverged(MultisegError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class JointModule(nn.Module):
+    """The network and its loss weighting in one module, so DDP keeps both in sync across ranks."""
+
+    def __init__(
+        self, net: nn.Module, weighting: nn.Module, dataset_names: list[str], box_opts: BoxTargetOptions
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.weighting = weighting
+        self.dataset_names = dataset_names
+        self.box_opts = box_opts
+
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor | None, StepOutput]:
+        out = compute_losses(self.net, batch, self.dataset_names, self.box_opts)
+        total = self.weighting(out.losses) if out.losses else None
+        return total, out
+
+
+def resolve_device(choice: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; asking for CUDA without one is a user error."""
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise MultisegError("device 'cuda' was asked for, but torch sees no CUDA device")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    moved = dict(batch)
+    for key in ("image", "label", "dataset_index"):
+        moved[key] = batch[key].to(device, non_blocking=True)
+    for key in ("boxes", "box_classes"):
+        moved[key] = [t.to(device) for t in batch[key]]
+    return moved
+
+
+@dataclass
+class TrainState:
+    """Where the run is; everything here goes into ``last.pt``."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    sampler_epoch: int = 0
+    sampler_batch: int = 0
+    running: dict[str, float] = field(default_factory=dict)  # sums over the current epoch
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainSummary:
+    """What a finished run reports."""
+
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int
+    best_score: float
+    final: dict[str, float]
+    stopped_early: bool
+    seconds: float
+
+    def table(self) -> str:
+        """The final summary table printed at the end of a run."""
+        lines = [f"run folder: {self.run_dir}", f"epochs: {self.epochs_run}  ({self.seconds:.0f} s)"]
+        lines.append(f"best mean mIoU: {self.best_score:.4f} at epoch {self.best_epoch}")
+        if self.stopped_early:
+            lines.append("stopped early (no improvement within the patience)")
+        lines.append(f"{'metric':<28} {'last epoch':>10}")
+        for key, value in sorted(self.final.items()):
+            if key.startswith(("miou/", "pseudo_iou/", "weight/")):
+                lines.append(f"{key:<28} {value:>10.4f}")
+        return "\n".join(lines)
+
+
+class Trainer:
+    """Builds everything a run needs from its config and runs (or resumes) it."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        self.info: DistInfo = init_distributed(self.device.type == "cuda")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.info.local_rank)
+        check_data_present(cfg)
+        torch.manual_seed(cfg.seed)
+        self.train_sets = build_train_datasets(cfg)
+        self.val_sets = build_val_sets(cfg)
+        self.names = [d.name for d in self.train_sets]
+        self.net = create_model(
+            cfg.model,
+            heads={d.name: d.num_classes for d in self.train_sets},
+            head_mode=cfg.head_mode,
+            encoder_weights=cfg.encoder_weights,
+            pad_to_stride=True,  # validation frames keep their aspect ratio, so sizes vary
+            **cfg.model_kwargs,
+        )
+        self.box_opts = BoxTargetOptions(
+            policy=cfg.gtsdb_target,
+            inbox_nonsign=cfg.gtsdb_inbox_nonsign,
+            min_coverage=cfg.gtsdb_min_coverage,
+        )
+        self.module = JointModule(self.net, self._weighting(), self.names, self.box_opts).to(self.device)
+        if cfg.channels_last and self.device.type == "cuda":
+            self.module = self.module.to(memory_format=torch.channels_last)
+        if cfg.sync_bn and self.info.distributed and self.device.type == "cuda":
+            self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
+        self.ddp: nn.Module = self.module
+        if self.info.distributed:
+            self.ddp = DistributedDataParallel(
+                self.module,
+                device_ids=[self.info.local_rank] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,  # a head with no sample on a rank in a step gets no gradient
+            )
+        self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        if cfg.batch_size % self.info.world_size:
+            raise MultisegError(
+                f"batch_size {cfg.batch_size} is not divisible by the {self.info.world_size} processes"
+            )
+        self.loader, self.sampler, multi = build_train_loader(
+            self.train_sets,
+            cfg.batch_size // self.info.world_size,
+            num_workers=cfg.workers,
+            policy=cfg.balance,
+            seed=cfg.seed,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.steps_per_epoch = self._steps_per_epoch(multi.sizes)
+        self.early = EarlyStopping(cfg.patience)
+        self.state = TrainState()
+        self.log = MetricsLog(self.run_dir, tensorboard=self.info.is_main) if self.info.is_main else None
+        if resume:
+            self._load(self.run_dir / "last.pt")
+
+    # -- construction helpers ------------------------------------------------------------------
+
+    def _weighting(self) -> nn.Module:
+        if self.cfg.loss_weighting == "learned":
+            return UncertaintyWeighting(
+                self.names, self.cfg.log_var_init, self.cfg.log_var_min, self.cfg.log_var_max
+            )
+        try:
+            return FixedWeighting(self.names, self.cfg.loss_weights)
+        except ValueError as err:
+            raise MultisegError(f"config key 'loss_weights': {err}") from None
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """Adam on the network (with weight decay) and on the log-variances (without, at constant LR)."""
+        groups = [{"params": list(self.module.net.parameters()), "weight_decay": self.cfg.weight_decay}]
+        extra = list(self.module.weighting.parameters())
+        if extra:
+            groups.append({"params": extra, "weight_decay": 0.0, "poly": False})
+        return torch.optim.Adam(groups, lr=self.cfg.lr)
+
+    def _steps_per_epoch(self, sizes: list[int]) -> int:
+        """Steps that draw every sample of the reference dataset once (see module docstring)."""
+        counts = samples_per_dataset(sizes, self.cfg.balance)
+        ref = self.names.index(self.cfg.reference_dataset)
+        samples = sum(counts) * sizes[ref] / counts[ref]
+        return max(1, math.ceil(samples / self.cfg.batch_size))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint(self) -> dict[str, Any]:
+        return {
+            "model": self.module.net.state_dict(),
+            "weighting": self.module.weighting.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "early_stopping": self.early.state_dict(),
+            "state": self.state.as_dict(),
+            "rng": rng_state(),
+            "config": config_to_dict(self.cfg),
+            "heads": {d.name: d.num_classes for d in self.train_sets},
+            "model_name": self.cfg.model,
+            "head_mode": self.cfg.head_mode,
+        }
+
+    def _save(self, name: str) -> None:
+        if self.info.is_main:
+            save_checkpoint(self._checkpoint(), self.run_dir / name)
+
+    def _load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.module.net.load_state_dict(ckpt["model"])
+        self.module.weighting.load_state_dict(ckpt["weighting"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.early.load_state_dict(ckpt["early_stopping"])
+        self.state = TrainState(**ckpt["state"])
+        set_rng_state(ckpt["rng"])
+        if self.log is not None:
+            self.log.truncate(self.state.epoch - 1)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        """Batches from the sampler's passes, continuing from the saved position."""
+        self.sampler.load_state_dict({"epoch": self.state.sampler_epoch, "batch": self.state.sampler_batch})
+        while True:
+            for batch in self.loader:
+                self.state.sampler_batch += 1
+                yield batch
+            self.state.sampler_epoch += 1
+            self.state.sampler_batch = 0
+            self.sampler.set_epoch(self.state.sampler_epoch)
+
+    def _set_lr(self, epoch: int) -> float:
+        factor = poly_factor(epoch, self.cfg.epochs, self.cfg.poly_power, self.cfg.poly_form)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * factor if group.get("poly", True) else self.cfg.lr
+        return self.cfg.lr * factor
+
+    def _train_step(self, batch: dict[str, Any]) -> StepOutput:
+        batch = _to_device(batch, self.device)
+        if self.cfg.channels_last and self.device.type == "cuda":
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.amp)
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            total, out = self.forward(batch)
+        if total is None:
+            return out
+        if not torch.isfinite(total):
+            losses = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.losses.items())
+            where = f"epoch {self.state.epoch + 1} step {self.state.step_in_epoch + 1}"
+            raise TrainingDiverged(
+                f"loss became {float(total.detach())} at {where} ({losses}); stopped, "
+                f"the last good checkpoint is {self.run_dir / 'last.pt'}"
+            )
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        out.losses["total"] = total.detach()
+        return out
+
+    def _accumulate(self, out: StepOutput) -> None:
+        run = self.state.running
+        for name, loss in out.losses.items():
+            run[f"loss/{name}"] = run.get(f"loss/{name}", 0.0) + float(loss.detach())
+            run[f"n/{name}"] = run.get(f"n/{name}", 0.0) + 1
+        run["boxes_merged"] = run.get("boxes_merged", 0.0) + out.boxes_merged
+        run["boxes_fallback"] = run.get("boxes_fallback", 0.0) + out.boxes_fallback
+
+    def _epoch_stats(self) -> dict[str, float]:
+        run = self.state.running
+        stats = {
+            k: run[k] / run[f"n/{k[5:]}"] for k in run if k.startswith("loss/") and run.get(f"n/{k[5:]}")
+        }
+        stats.update({f"weight/{h}": w for h, w in self.module.weighting.weights().items()})
+        merged, fallback = run.get("boxes_merged", 0.0), run.get("boxes_fallback", 0.0)
+        if merged + fallback > 0:
+            stats["boxes_merged_fraction"] = merged / (merged + fallback)
+        return stats
+
+    def fit(self) -> TrainSummary:
+        """Train until the budget is spent or early stopping fires; returns the summary."""
+        start = time.time()
+        if self.info.is_main:
+            save_config(self.cfg, self.run_dir / "config.yaml")
+        stream = self._batches()
+        final: dict[str, float] = {}
+        stopped = False
+        try:
+            while self.state.epoch < self.cfg.epochs:
+                final = self._run_epoch(stream)
+                if broadcast_flag(self.early.should_stop, self.info, self.device):
+                    stopped = True
+                    break
+        except KeyboardInterrupt:
+            self._save("last.pt")
+            raise MultisegError(
+                f"interrupted; a resumable checkpoint is in {self.run_dir / 'last.pt'} "
+                f"(continue with: multiseg train --resume {self.run_dir})"
+            ) from None
+        if self.log is not None:
+            self.log.plot(self.run_dir)
+            self.log.close()
+        return TrainSummary(
+            run_dir=self.run_dir,
+            epochs_run=self.state.epoch,
+            best_epoch=self.early.best_epoch,
+            best_score=self.early.best,
+            final=final,
+            stopped_early=stopped,
+            seconds=time.time() - start,
+        )
+
+    def _run_epoch(self, stream: Iterator[dict[str, Any]]) -> dict[str, float]:
+        epoch = self.state.epoch
+        lr = self._set_lr(epoch)
+        self.ddp.train()
+        if self.cfg.freeze_bn:
+            for m in self.module.net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.state.step_in_epoch,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            disable=not self.info.is_main,
+            dynamic_ncols=True,
+        )
+        while self.state.step_in_epoch < self.steps_per_epoch:
+            out = self._train_step(next(stream))
+            self._accumulate(out)
+            self.state.step_in_epoch += 1
+            self.state.global_step += 1
+            bar.update(1)
+            if "total" in out.losses:
+                bar.set_postfix(loss=f"{float(out.losses['total'].detach()):.3f}", lr=f"{lr:.2e}")
+        bar.close()
+        row = {"lr": lr, **self._epoch_stats()}
+        if (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 == self.cfg.epochs:
+            row.update(validate(self.module.net, self.val_sets, self.cfg, self.device, self.info))
+            miou = [v for k, v in row.items() if k.startswith("miou/") and not math.isnan(v)]
+            score = sum(miou) / len(miou) if miou else float("nan")
+            row["miou/mean"] = score
+            if self.early.step(score, epoch + 1):
+                self._save("best.pt")
+        if self.log is not None:
+            self.log.log(epoch + 1, row)
+        self.state.epoch += 1
+        self.state.step_in_epoch = 0
+        self.state.running = {}
+        self._save("last.pt")
+        return row
+
+
+def resolve_run(
+    config_path: Path | None, overrides: list[str], resume: Path | None, force: bool
+) -> tuple[TrainConfig, Path, bool]:
+    """The config, run folder and resume flag of a ``multiseg train`` invocation.
+
+    No config file and no resume: the demo-world defaults (:func:`demo_overrides`). A new run goes to
+    ``out_dir/<time>-<model>`` so that runs never overwrite each other. With ``--resume RUN_DIR`` the
+    saved ``config.yaml`` is used; a config file or ``--set`` that changes it is an error listing the
+    differences, unless ``force``.
+    """
+    from multiseg.config import config_differences, load_config
+    from multiseg.train.config import demo_overrides
+
+    if resume is not None:
+        saved_path = Path(resume) / "config.yaml"
+        if not (Path(resume) / "last.pt").is_file() or not saved_path.is_file():
+            raise MultisegError(f"--resume {resume}: no run to resume there (config.yaml and last.pt needed)")
+        saved = load_config(TrainConfig, saved_path)
+        cfg = load_config(TrainConfig, config_path or saved_path, overrides)
+        diff = config_differences(saved, cfg)
+        if diff and not force:
+            raise MultisegError(
+                f"--resume {resume}: the config differs from the saved one ({'; '.join(diff)}); "
+                "add --force to accept"
+            )
+        return cfg, Path(resume), True
+    if config_path is None:
+        demo = [f"{k}={v}" for k, v in demo_overrides().items()]
+        cfg = load_config(TrainConfig, None, [*demo, *overrides])
+    else:
+        cfg = load_config(TrainConfig, config_path, overrides)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.out_dir) / f"{stamp}-{cfg.model}"
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = Path(cfg.out_dir) / f"{stamp}-{cfg.model}-{n}"
+    return cfg, run_dir, False
+
+
+def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> TrainSummary:
+    """Run (or resume) one training run and return its summary."""
+    trainer = Trainer(cfg, run_dir, resume=resume)
+    return trainer.fit()

@@ -1,0 +1,105 @@
+"""Per-epoch validation: per-head mIoU from confusion matrices on the device, all-reduced under DDP.
+
+Keys of the returned mapping:
+
+* ``miou/<head>``: the head on its own validation split, over the dataset's evaluated classes (GTSDB:
+  against box-derived targets, the 43 sign classes);
+* ``miou_true/gtsdb``: the GTSDB head against per-pixel ground truth, where the data has it (the demo
+  world's true sign masks, or Meletis & Dubbelman's annotations);
+* ``pseudo_iou/gtsdb``: how well the online ``merge`` targets (boxes + the Cityscapes head) recover the
+  true sign masks, so target policies can be compared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from multiseg.data.labels import CITYSCAPES_TRAFFIC_SIGN
+from multiseg.data.pipeline import collate, normalize_on_device, worker_init
+from multiseg.evaluate.metrics import ConfusionMatrix
+from multiseg.train.box_targets import BoxTargetOptions, merge_sample
+from multiseg.train.config import TrainConfig
+from multiseg.train.data import ValSet
+from multiseg.train.distributed import DistInfo
+
+
+def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
+    """This rank's share of a validation set, optionally capped, one image per batch."""
+    n = len(dataset) if cfg.val_max_samples is None else min(len(dataset), cfg.val_max_samples)
+    shard = Subset(dataset, list(range(info.rank, n, info.world_size)))
+    workers = min(cfg.workers, 1)
+    return DataLoader(
+        shard,
+        batch_size=1,
+        collate_fn=collate,
+        num_workers=workers,
+        worker_init_fn=worker_init if workers else None,
+    )
+
+
+@torch.inference_mode()
+def validate(
+    net: nn.Module, val_sets: list[ValSet], cfg: TrainConfig, device: torch.device, info: DistInfo
+) -> dict[str, float]:
+    """Evaluate every head on its validation split; see the module docstring for the keys."""
+    was_training = net.training
+    net.eval()
+    results: dict[str, float] = {}
+    heads = set(getattr(net, "head_names", []))
+    try:
+        for vs in val_sets:
+            if vs.name == "gtsdb" and vs.pixel_gt is not None:
+                results.update(_validate_gtsdb(net, vs, cfg, device, info, "cityscapes" in heads))
+            else:
+                results[f"miou/{vs.name}"] = _validate_dense(net, vs, cfg, device, info)
+    finally:
+        net.train(was_training)
+    return results
+
+
+def _validate_dense(
+    net: nn.Module, vs: ValSet, cfg: TrainConfig, device: torch.device, info: DistInfo
+) -> float:
+    cm = ConfusionMatrix(vs.dataset.num_classes, device=device)
+    for batch in _loader(vs.dataset, cfg, info):
+        logits = net(normalize_on_device(batch["image"].to(device)), heads=[vs.name])[vs.name]
+        cm.update(logits.argmax(1), batch["label"].to(device))
+    cm.all_reduce()
+    return cm.miou(vs.dataset.eval_classes)
+
+
+def _validate_gtsdb(
+    net: nn.Module, vs: ValSet, cfg: TrainConfig, device: torch.device, info: DistInfo, with_cityscapes: bool
+) -> dict[str, float]:
+    n = vs.dataset.num_classes
+    boxes_cm, true_cm, pseudo_cm = (ConfusionMatrix(n, device=device) for _ in range(3))
+    opts = BoxTargetOptions(
+        policy="merge", inbox_nonsign=cfg.gtsdb_inbox_nonsign, min_coverage=cfg.gtsdb_min_coverage
+    )
+    for box_batch, true_batch in zip(
+        _loader(vs.dataset, cfg, info), _loader(vs.pixel_gt, cfg, info), strict=True
+    ):
+        heads = ["gtsdb", "cityscapes"] if with_cityscapes else ["gtsdb"]
+        out = net(normalize_on_device(box_batch["image"].to(device)), heads=heads)
+        pred = out["gtsdb"].argmax(1)
+        box_target = box_batch["label"].to(device)
+        true_target = true_batch["label"].to(device)
+        boxes_cm.update(pred, box_target)
+        true_cm.update(pred, true_target)
+        if with_cityscapes:
+            sign = out["cityscapes"].argmax(1)[0] == CITYSCAPES_TRAFFIC_SIGN
+            boxes = box_batch["boxes"][0].to(device)
+            classes = box_batch["box_classes"][0].to(device)
+            merged, _ = merge_sample(sign, boxes, classes, box_target[0], opts)
+            pseudo_cm.update(merged, true_target[0])
+    results = {}
+    for key, cm in (("miou/gtsdb", boxes_cm), ("miou_true/gtsdb", true_cm), ("pseudo_iou/gtsdb", pseudo_cm)):
+        if key == "pseudo_iou/gtsdb" and not with_cityscapes:
+            continue
+        cm.all_reduce()
+        results[key] = cm.miou(vs.dataset.eval_classes)
+    return results
