@@ -15,6 +15,7 @@ metrics as an uninterrupted one (bitwise on CPU with the same thread count).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -183,6 +184,9 @@ class Trainer:
             world_size=self.info.world_size,
             pin_memory=self.device.type == "cuda",
         )
+        # Each new DataLoader iterator draws a base seed; a private generator keeps that draw out of the
+        # global RNG stream, which a resumed run must replay exactly (augmentation uses per-sample seeds).
+        self.loader.generator = torch.Generator().manual_seed(cfg.seed)
         self.steps_per_epoch = self._steps_per_epoch(multi.sizes)
         self.early = EarlyStopping(cfg.patience)
         self.state = TrainState()
@@ -248,7 +252,7 @@ class Trainer:
         self.state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"])
         if self.log is not None:
-            self.log.truncate(self.state.epoch - 1)
+            self.log.truncate(self.state.epoch)  # rows are labelled 1..epochs done
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -281,9 +285,12 @@ class Trainer:
         if not torch.isfinite(total):
             losses = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.losses.items())
             where = f"epoch {self.state.epoch + 1} step {self.state.step_in_epoch + 1}"
+            last = self.run_dir / "last.pt"
+            kept = (
+                f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            )
             raise TrainingDiverged(
-                f"loss became {float(total.detach())} at {where} ({losses}); stopped, "
-                f"the last good checkpoint is {self.run_dir / 'last.pt'}"
+                f"loss became {float(total.detach())} at {where} ({losses}); stopped, {kept}"
             )
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
@@ -301,12 +308,19 @@ class Trainer:
         run["boxes_fallback"] = run.get("boxes_fallback", 0.0) + out.boxes_fallback
 
     def _epoch_stats(self) -> dict[str, float]:
-        run = self.state.running
+        """Mean loss per head over the epoch (all ranks), the loss weights and the box-merge fraction."""
+        keys = [f"{kind}/{h}" for h in [*self.names, "total"] for kind in ("loss", "n")]
+        keys += ["boxes_merged", "boxes_fallback"]
+        sums = torch.tensor([self.state.running.get(k, 0.0) for k in keys], dtype=torch.float64)
+        if self.info.distributed:
+            sums = sums.to(self.device)
+            torch.distributed.all_reduce(sums)
+        run = dict(zip(keys, sums.tolist(), strict=True))
         stats = {
-            k: run[k] / run[f"n/{k[5:]}"] for k in run if k.startswith("loss/") and run.get(f"n/{k[5:]}")
+            f"loss/{h}": run[f"loss/{h}"] / run[f"n/{h}"] for h in [*self.names, "total"] if run[f"n/{h}"]
         }
         stats.update({f"weight/{h}": w for h, w in self.module.weighting.weights().items()})
-        merged, fallback = run.get("boxes_merged", 0.0), run.get("boxes_fallback", 0.0)
+        merged, fallback = run["boxes_merged"], run["boxes_fallback"]
         if merged + fallback > 0:
             stats["boxes_merged_fraction"] = merged / (merged + fallback)
         return stats
@@ -327,10 +341,13 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             self._save("last.pt")
-            raise MultisegError(
-                f"interrupted; a resumable checkpoint is in {self.run_dir / 'last.pt'} "
-                f"(continue with: multiseg train --resume {self.run_dir})"
-            ) from None
+            if self.info.is_main:
+                print(
+                    f"interrupted at epoch {self.state.epoch + 1} step {self.state.step_in_epoch}; "
+                    f"resumable checkpoint written (continue with: multiseg train --resume {self.run_dir})",
+                    file=sys.stderr,
+                )
+            raise
         if self.log is not None:
             self.log.plot(self.run_dir)
             self.log.close()
@@ -352,22 +369,21 @@ class Trainer:
             for m in self.module.net.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
-        bar = tqdm(
+        with tqdm(
             total=self.steps_per_epoch,
             initial=self.state.step_in_epoch,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             disable=not self.info.is_main,
             dynamic_ncols=True,
-        )
-        while self.state.step_in_epoch < self.steps_per_epoch:
-            out = self._train_step(next(stream))
-            self._accumulate(out)
-            self.state.step_in_epoch += 1
-            self.state.global_step += 1
-            bar.update(1)
-            if "total" in out.losses:
-                bar.set_postfix(loss=f"{float(out.losses['total'].detach()):.3f}", lr=f"{lr:.2e}")
-        bar.close()
+        ) as bar:
+            while self.state.step_in_epoch < self.steps_per_epoch:
+                out = self._train_step(next(stream))
+                self._accumulate(out)
+                self.state.step_in_epoch += 1
+                self.state.global_step += 1
+                bar.update(1)
+                if "total" in out.losses:
+                    bar.set_postfix(loss=f"{float(out.losses['total']):.3f}", lr=f"{lr:.2e}")
         row = {"lr": lr, **self._epoch_stats()}
         if (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 == self.cfg.epochs:
             row.update(validate(self.module.net, self.val_sets, self.cfg, self.device, self.info))

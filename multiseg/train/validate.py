@@ -38,6 +38,7 @@ def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
         collate_fn=collate,
         num_workers=workers,
         worker_init_fn=worker_init if workers else None,
+        generator=torch.Generator(),  # keeps the global RNG stream untouched (exact resume)
     )
 
 

@@ -1,0 +1,217 @@
+"""The training engine end to end through the real CLI: resume after kill -9, Ctrl-C, NaN, config checks,
+and a 2-process torchrun (gloo) run against a 1-process run with the same global batch."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from multiseg.data import synthetic
+
+TINY = [
+    "resize_width=128",
+    "resize_height=64",
+    "crop_height=64",
+    "crop_width=128",
+    "workers=0",
+    "threads=1",
+]
+
+
+def _multiseg() -> list[str]:
+    exe = shutil.which("multiseg", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "multiseg.cli"]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random-pixel datasets in the three real layouts (fast; learning is tested on the demo world)."""
+    root = tmp_path_factory.mktemp("tiny")
+    synthetic.write_cityscapes(root / "cityscapes", "train", {"aachen": 12}, size=(128, 64))
+    synthetic.write_cityscapes(root / "cityscapes", "val", {"frankfurt": 2}, size=(128, 64), seed=1)
+    boxes = {
+        0: [(10, 10, 30, 30, 14)],
+        3: [(40, 20, 60, 44, 33)],
+        7: [(5, 5, 25, 25, 1)],
+        8: [(9, 9, 20, 20, 2)],
+    }
+    synthetic.write_gtsdb(root / "gtsdb", n_frames=9, size=(136, 80), boxes=boxes)
+    synthetic.write_vistas(root / "vistas", "training", n=4, size=(96, 64))
+    synthetic.write_vistas(root / "vistas", "validation", n=2, size=(96, 64), seed=3)
+    return root
+
+
+def _config(path: Path, root: Path, out: Path, *extra: str) -> Path:
+    """A flat YAML config file: the tiny defaults, then ``extra`` key=value pairs (later ones win)."""
+    values = dict(item.split("=", 1) for item in [f"data_root={root}", f"out_dir={out}", *TINY, *extra])
+    path.write_text("".join(f"{k}: {v}\n" for k, v in values.items()))
+    return path
+
+
+def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*_multiseg(), *args], capture_output=True, text=True, env=env, **kw)
+
+
+def _only_run_dir(out: Path) -> Path:
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_kill9_then_resume_ends_like_an_uninterrupted_run(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "a", "epochs=3")
+    t0 = time.time()
+    done = _run(["train", str(cfg)])
+    assert done.returncode == 0, done.stderr
+    per_epoch = (time.time() - t0) / 3
+    reference = _rows(_only_run_dir(tmp_path / "a"))
+    assert [r["epoch"] for r in reference] == ["1", "2", "3"]
+
+    cfg_b = _config(tmp_path / "run_b.yaml", tiny_root, tmp_path / "b", "epochs=3")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*_multiseg(), "train", str(cfg_b)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not list((tmp_path / "b").glob("*/last.pt")):
+            time.sleep(0.05)
+        time.sleep(per_epoch * 0.4)  # somewhere inside epoch 2
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    run_dir = _only_run_dir(tmp_path / "b")
+    resumed = _run(["train", "--resume", str(run_dir)])
+    assert resumed.returncode == 0, resumed.stderr
+    assert _rows(run_dir) == reference
+    a = torch.load(_only_run_dir(tmp_path / "a") / "last.pt", weights_only=True)["model"]
+    b = torch.load(run_dir / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_a_resumable_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=40")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*_multiseg(), "train", str(cfg)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "out").glob("*/last.pt")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "resumable checkpoint written" in err and "Traceback" not in err
+    run_dir = _only_run_dir(tmp_path / "out")
+    state = torch.load(run_dir / "last.pt", weights_only=True)["state"]
+    assert state["epoch"] >= 1
+    resumed = _run(["train", "--resume", str(run_dir), "--force", "--set", "epochs=2"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["epoch"] for r in _rows(run_dir)][-1] == "2"
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=1", "datasets=[cityscapes]")
+    assert _run(["train", str(cfg)]).returncode == 0
+    run_dir = _only_run_dir(tmp_path / "out")
+    before = (run_dir / "last.pt").read_bytes()
+    bad = _run(["train", "--resume", str(run_dir), "--force", "--set", "epochs=3", "--set", "lr=1e30"])
+    assert bad.returncode == 2
+    last_line = bad.stderr.strip().splitlines()[-1]
+    assert "loss became" in last_line and "the last good checkpoint is" in last_line
+    assert "Traceback" not in bad.stderr
+    assert (run_dir / "last.pt").read_bytes() == before
+
+
+def test_resume_with_a_different_config_lists_the_differences(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=1", "datasets=[cityscapes]")
+    assert _run(["train", str(cfg)]).returncode == 0
+    run_dir = _only_run_dir(tmp_path / "out")
+    saved = (run_dir / "config.yaml").read_text()
+    assert f"data_root: {tiny_root}" in saved and "epochs: 1" in saved
+    res = _run(["train", "--resume", str(run_dir), "--set", "lr=0.1", "--set", "batch_size=4"])
+    assert res.returncode == 2
+    assert (
+        "lr: 0.0005 -> 0.1" in res.stderr and "batch_size: 6 -> 4" in res.stderr and "--force" in res.stderr
+    )
+
+
+def test_missing_dataset_fails_before_training(tmp_path: Path) -> None:
+    res = _run(
+        ["train", "--set", f"data_root={tmp_path / 'nowhere'}", "--set", f"out_dir={tmp_path / 'out'}"]
+    )
+    assert res.returncode == 2
+    assert "dataset 'cityscapes'" in res.stderr and "does not exist" in res.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.pt"))
+
+
+def _without_void(root: Path) -> Path:
+    """A copy of the tiny Cityscapes whose labels have no ignored pixel (void ids become road)."""
+    from multiseg.data.labels import cityscapes_id_to_train_id_lut
+
+    shutil.copytree(root / "cityscapes", root.parent / "novoid" / "cityscapes")
+    lut = cityscapes_id_to_train_id_lut()
+    for path in (root.parent / "novoid").rglob("*_gtFine_labelIds.png"):
+        ids = np.array(Image.open(path))
+        Image.fromarray(np.where(lut[ids] == 255, 7, ids).astype(np.uint8)).save(path)
+    return root.parent / "novoid"
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one(tiny_root: Path, tmp_path: Path) -> None:
+    # Each rank averages its loss over its own pixels and DDP averages the ranks, which equals the global
+    # mean only when every sample has as many valid pixels: no void labels, no padding (scale fixed at 1).
+    # BatchNorm frozen and dropout off: per-rank batch statistics and dropout masks would differ too.
+    root = _without_void(tiny_root)
+    extra = ["epochs=2", "datasets=[cityscapes]", "freeze_bn=true", "flip=false", "batch_size=4"]
+    extra += ["scale_min=1.0", "scale_max=1.0", "model_kwargs={dropout_64: 0.0, dropout_128: 0.0}"]
+    cfg_one = _config(tmp_path / "one.yaml", root, tmp_path / "one", *extra)
+    cfg_two = _config(tmp_path / "two.yaml", root, tmp_path / "two", *extra)
+    assert (r := _run(["train", str(cfg_one)])).returncode == 0, r.stderr
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun
+    from multiseg.train.distributed import find_free_port
+
+    cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={find_free_port()}"]
+    cmd += ["-m", "multiseg.cli", "train", str(cfg_two)]
+    two = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = torch.load(_only_run_dir(tmp_path / "one") / "last.pt", weights_only=True)
+    b = torch.load(_only_run_dir(tmp_path / "two") / "last.pt", weights_only=True)
+    for key, value in a["model"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5)
+    ra, rb = _rows(_only_run_dir(tmp_path / "one")), _rows(_only_run_dir(tmp_path / "two"))
+    assert len(ra) == len(rb) == 2
+    assert float(rb[1]["loss/cityscapes"]) == pytest.approx(float(ra[1]["loss/cityscapes"]), rel=1e-4)
+    assert float(rb[1]["miou/cityscapes"]) == pytest.approx(float(ra[1]["miou/cityscapes"]), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_torchrun_three_heads_with_absent_heads_on_a_rank(tiny_root: Path, tmp_path: Path) -> None:
+    # Per-rank batch 1: most steps leave two of the three heads without a sample on each rank.
+    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=1", "batch_size=2")
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    from multiseg.train.distributed import find_free_port
+
+    cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={find_free_port()}"]
+    cmd += ["-m", "multiseg.cli", "train", str(cfg)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = _only_run_dir(tmp_path / "out")
+    assert {"miou/cityscapes", "miou/gtsdb", "miou/vistas"} <= set(_rows(run_dir)[0])
