@@ -276,7 +276,7 @@ def test_vistas_images_and_palette_labels(world: Path) -> None:
         assert len(images) == n
         for img in images:
             assert img.suffix == ".jpg" and VISTAS_KEY.match(img.stem)
-            label_path = world / "vistas" / split / "labels" / f"{img.stem}.png"
+            label_path = world / "vistas" / split / "v1.2" / "labels" / f"{img.stem}.png"
             with Image.open(img) as im, Image.open(label_path) as lab:
                 assert im.format == "JPEG" and im.mode == "RGB"
                 assert lab.mode == "P" and lab.size == im.size

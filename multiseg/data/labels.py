@@ -291,3 +291,79 @@ def vistas_v12_config() -> dict:
         "mapping": "public",
         "folder_structure": "{split}/{content}/{key:.{22}}.{ext}",
     }
+
+
+#: Sign outlines used by the ``shape`` target policy, indexed by the values of ``gtsdb_class_shapes()``.
+GTSDB_SHAPES: tuple[str, ...] = ("disc", "triangle", "inverted triangle", "octagon", "diamond")
+#: Classes whose outline is not the one of their category: give way, stop, priority road.
+_GTSDB_SHAPE_EXCEPTIONS: dict[int, str] = {13: "inverted triangle", 14: "octagon", 12: "diamond"}
+
+
+def gtsdb_class_categories() -> np.ndarray:
+    """Class id -> index into ``GTSDB_CATEGORIES`` (prohibitory, mandatory, danger, other)."""
+    return np.array([GTSDB_CATEGORIES.index(c.category) for c in GTSDB_CLASSES], dtype=np.int64)
+
+
+def gtsdb_class_shapes() -> np.ndarray:
+    """Class id -> index into ``GTSDB_SHAPES``.
+
+    Danger signs are triangles (apex up); give way an inverted triangle, stop an octagon, priority
+    road a diamond; every other sign (prohibitory, mandatory, the round "end of ..." signs, no entry)
+    a disc.
+    """
+    shapes = []
+    for c in GTSDB_CLASSES:
+        name = _GTSDB_SHAPE_EXCEPTIONS.get(c.id, "triangle" if c.category == "danger" else "disc")
+        shapes.append(GTSDB_SHAPES.index(name))
+    return np.array(shapes, dtype=np.int64)
+
+
+#: The trained "other" class of the Lane Markings setting (every pixel that is none of the four).
+LANE_MARKING_OTHER = 4
+_LANE_ROAD = ("construction--flat--road",)
+_LANE_CROSSWALK_PLAIN = ("construction--flat--crosswalk-plain",)
+_LANE_ZEBRA = (
+    "marking--crosswalk-zebra",
+    "marking--discrete--crosswalk-zebra",
+    "marking-only--discrete--crosswalk-zebra",
+)
+#: Markings whose class is unknown even to the annotator: folded to ignore rather than guessed.
+_LANE_IGNORED = ("marking--discrete--ambiguous", "void--unlabeled")
+
+
+def lane_marking_lut(label_names: list[str] | tuple[str, ...], other: int = LANE_MARKING_OTHER) -> np.ndarray:
+    """256-entry uint8 table: Vistas label index -> Lane Markings class, folded by *name*.
+
+    Works for v1.2 (``marking--general`` is the lane marking) and v2.0, where the general marking
+    is split into ``marking--continuous--*``, ``marking--discrete--*`` and ``marking-only--*``
+    classes that all fold into "lane marking", except the two crosswalk-zebra ones which fold into
+    "crosswalk zebra". ``void--unlabeled`` and the ambiguous marking become 255; everything else
+    ``other`` (4 = a trained class outside mIoU, or 255 to ignore it).
+    """
+    lut = np.full(256, other, np.uint8)
+    for i, name in enumerate(label_names):
+        if name in _LANE_IGNORED:
+            lut[i] = IGNORE_INDEX
+        elif name in _LANE_ROAD:
+            lut[i] = 0
+        elif name in _LANE_CROSSWALK_PLAIN:
+            lut[i] = 2
+        elif name in _LANE_ZEBRA:
+            lut[i] = 3
+        elif name.startswith(("marking--", "marking-only--")):
+            lut[i] = 1
+    lut[len(label_names) :] = IGNORE_INDEX
+    return lut
+
+
+#: Vistas v2.0 marking classes that swap under a horizontal flip (by name, so any config order works).
+VISTAS_MIRROR_NAME_PAIRS: tuple[tuple[str, str], ...] = (
+    ("marking--discrete--arrow--left", "marking--discrete--arrow--right"),
+    ("marking--discrete--arrow--split-left-or-straight", "marking--discrete--arrow--split-right-or-straight"),
+)
+
+
+def vistas_mirror_pairs(label_names: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:
+    """Index pairs (a, b) of the config's labels that trade places when the image is mirrored."""
+    index = {name: i for i, name in enumerate(label_names)}
+    return [(index[a], index[b]) for a, b in VISTAS_MIRROR_NAME_PAIRS if a in index and b in index]

@@ -211,8 +211,11 @@ _VISTAS_PALETTE = vistas_palette()
 
 
 def write_vistas_frame(root: Path, split: str, key: str, frame: Frame, quality: int) -> None:
-    """``images/<key>.jpg`` and ``labels/<key>.png`` (mode 'P', pixel = v1.2 class index)."""
-    img_dir, lab_dir = root / split / "images", root / split / "labels"
+    """``images/<key>.jpg`` and ``v1.2/labels/<key>.png`` (mode 'P', pixel = v1.2 class index).
+
+    The labels sit in the combined release's ``v1.2/labels`` folder; the loader also reads ``labels/``.
+    """
+    img_dir, lab_dir = root / split / "images", root / split / "v1.2" / "labels"
     img_dir.mkdir(parents=True, exist_ok=True)
     lab_dir.mkdir(parents=True, exist_ok=True)
     _imwrite(

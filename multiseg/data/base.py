@@ -1,0 +1,154 @@
+"""The dataset base class and the item contract every loader follows.
+
+An item (``dataset[i]`` or ``dataset[(i, seed)]``) is a dict:
+
+* ``"image"``: uint8 tensor 3xHxW, RGB.
+* ``"label"``: uint8 tensor HxW in the head's class space, 255 = ignore. For a box-only dataset
+  (GTSDB) it is the rasterised target of the chosen policy, made after augmentation.
+* ``"dataset"``: the dataset's name.
+* ``"boxes"``: float32 Kx4 ``(x1, y1, x2, y2)`` in final pixel coordinates, half-open (inclusive
+  right edge + 1), clipped to the frame; ``"box_classes"``, ``"box_categories"``, ``"box_shapes"``:
+  int64 K (class id; index into ``GTSDB_CATEGORIES`` / ``GTSDB_SHAPES``). Empty for dense datasets.
+* ``"path"``: the image file.
+* ``"skipped"``: paths of corrupt images skipped (``skip_bad=True``) to produce this item, so that
+  counts survive DataLoader worker processes; the collate function concatenates them.
+
+Keys ``(index, seed)`` make the augmentation a pure function of the key (the multi-dataset sampler
+passes them); a plain ``index`` draws fresh randomness.
+
+Every dataset exposes ``name``, ``classes``, ``num_classes``, ``palette``, ``eval_classes`` (the class
+indices counted in mIoU) and ``ignore_index`` (255).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from multiseg.data.labels import IGNORE_INDEX
+from multiseg.data.transforms import Mirror, Sample, clip_boxes
+from multiseg.errors import MultisegError
+
+Transform = Callable[[Sample, Mirror, np.random.Generator], Sample]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One sample on disk: its image, its label file (if any) and a short id for messages."""
+
+    image: Path
+    label: Path | None
+    key: str
+
+
+def _empty_boxes() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float64), np.zeros(0, np.int64)
+
+
+def first_few(items: Sequence[object], n: int = 3) -> str:
+    """``a, b, c (+12 more)`` for error messages that must stay on one line."""
+    shown = ", ".join(str(x) for x in items[:n])
+    return shown + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+class SegDataset(Dataset):
+    """Common loading, transform, skip-bad and output logic; subclasses implement :meth:`load`."""
+
+    name: str = "dataset"
+    classes: tuple[str, ...] = ()
+    palette: tuple[tuple[int, int, int], ...] = ()
+    eval_classes: tuple[int, ...] = ()
+    ignore_index: int = IGNORE_INDEX
+
+    def __init__(
+        self, records: list[Record], transform: Transform | None, skip_bad: bool, split: str
+    ) -> None:
+        if not records:
+            raise MultisegError(f"{self.name}: split {split!r} is empty (no samples found)")
+        self.records = records
+        self.transform = transform
+        self.skip_bad = skip_bad
+        self.split = split
+        self.mirror = Mirror()
+        self.bad_paths: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        """Number of trained classes of this dataset's head."""
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, index: int) -> Sample:
+        """Decode sample ``index`` with its label in head class ids (no augmentation)."""
+        raise NotImplementedError
+
+    def finish(self, sample: Sample) -> Sample:
+        """Hook run after the transform (GTSDB rasterises its boxes here)."""
+        return sample
+
+    def box_info(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-box category and shape indices; dense datasets have no boxes."""
+        return np.zeros(classes.size, np.int64), np.zeros(classes.size, np.int64)
+
+    def _load_good(self, index: int) -> tuple[int, Sample, list[str]]:
+        """Load ``index``, or with ``skip_bad`` the next loadable sample, with the paths skipped."""
+        skipped: list[str] = []
+        for step in range(len(self.records)):
+            i = (index + step) % len(self.records)
+            try:
+                return i, self.load(i), skipped
+            except MultisegError as exc:
+                if not self.skip_bad:
+                    raise
+                warnings.warn(f"skipping bad sample: {exc}", stacklevel=2)
+                skipped.append(str(self.records[i].image))
+                self.bad_paths.append(str(self.records[i].image))
+        raise MultisegError(f"{self.name}: every sample of split {self.split!r} is unreadable")
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = (key, None) if isinstance(key, int | np.integer) else key
+        i, sample, skipped = self._load_good(int(index))
+        rng = np.random.default_rng(seed)
+        if self.transform is not None:
+            sample = self.transform(sample, self.mirror, rng)
+        sample = self.finish(sample)
+        h, w = sample.label.shape
+        boxes, classes = clip_boxes(sample.boxes, sample.box_classes, w, h)
+        categories, shapes = self.box_info(classes)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))),
+            "label": torch.from_numpy(sample.label),
+            "dataset": self.name,
+            "boxes": torch.from_numpy(boxes),
+            "box_classes": torch.from_numpy(classes),
+            "box_categories": torch.from_numpy(categories),
+            "box_shapes": torch.from_numpy(shapes),
+            "path": str(self.records[i].image),
+            "skipped": skipped,
+        }
+
+    @staticmethod
+    def dense_sample(image: np.ndarray, label: np.ndarray) -> Sample:
+        """A Sample for a densely labelled image (no boxes)."""
+        boxes, classes = _empty_boxes()
+        return Sample(image=image, label=label, boxes=boxes, box_classes=classes)
+
+
+def require_dir(path: Path, dataset: str, layout: str) -> None:
+    """Raise, printing the expected layout, when a dataset folder is missing."""
+    if not path.is_dir():
+        raise MultisegError(f"{dataset}: {path} is not a folder; expected layout: {layout}")
+
+
+def unpaired_error(dataset: str, what: str, items: Sequence[object]) -> MultisegError:
+    """The error for images without labels or labels without images, listing the first few."""
+    return MultisegError(f"{dataset}: {len(items)} {what}: {first_few(items)}")

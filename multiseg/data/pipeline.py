@@ -1,0 +1,181 @@
+"""Building datasets, mixing them, collating batches, and normalising on the device.
+
+Batch contract (what :func:`collate` returns, for the training engine):
+
+* ``"image"``: uint8 N x 3 x H x W (all samples of a batch share the crop size); normalise on the
+  device after transfer with :func:`normalize_on_device` (4x less to copy than float32).
+* ``"label"``: uint8 N x H x W, 255 = ignore, each in its own dataset's class space.
+* ``"dataset_index"``: int64 N, index into the ordered list of dataset names (``MultiDataset.names``).
+* ``"dataset"``: list of names; ``"path"``: list of image paths.
+* ``"boxes"`` (list of float32 Kx4, half-open, final pixel coordinates), ``"box_classes"``,
+  ``"box_categories"``, ``"box_shapes"`` (lists of int64 K): what the online GTSDB merge needs;
+  empty for dense datasets. The label of a GTSDB sample is the fallback-policy target.
+* ``"skipped"``: paths of corrupt images skipped for this batch (``skip_bad=True``); the trainer
+  sums them and reports the count at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from multiseg.data.base import SegDataset, Transform
+from multiseg.data.sampler import BalancePolicy, MultiDatasetBatchSampler
+from multiseg.errors import MultisegError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DATASET_KINDS: tuple[str, ...] = ("cityscapes", "gtsdb", "vistas", "lanes", "folder")
+
+
+class MultiDataset(Dataset):
+    """Several :class:`SegDataset` behind one index space of keys ``(dataset, index, aug_seed)``."""
+
+    def __init__(self, datasets: Sequence[SegDataset]) -> None:
+        names = [d.name for d in datasets]
+        if len(set(names)) != len(names):
+            raise MultisegError(f"two datasets share a head name: {names}")
+        self.datasets = list(datasets)
+        self.names = names
+
+    @property
+    def sizes(self) -> list[int]:
+        """Number of samples of each dataset, in order."""
+        return [len(d) for d in self.datasets]
+
+    def __len__(self) -> int:
+        return sum(self.sizes)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        d, index, seed = key
+        item = self.datasets[d][(index, seed)]
+        item["dataset_index"] = d
+        return item
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack a list of items into the batch described in the module docstring."""
+    shapes = {tuple(item["image"].shape) for item in batch}
+    if len(shapes) > 1:
+        raise MultisegError(
+            f"collate: samples of one batch differ in size {sorted(shapes)}; use a fixed crop"
+        )
+    out: dict[str, Any] = {
+        "image": torch.stack([item["image"] for item in batch]),
+        "label": torch.stack([item["label"] for item in batch]),
+        "dataset_index": torch.tensor([item.get("dataset_index", 0) for item in batch], dtype=torch.int64),
+        "skipped": [p for item in batch for p in item.get("skipped", [])],
+    }
+    for key in ("dataset", "path", "boxes", "box_classes", "box_categories", "box_shapes"):
+        out[key] = [item[key] for item in batch]
+    return out
+
+
+def normalize_on_device(
+    images: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """uint8 N x 3 x H x W (already on the device) -> ImageNet-normalised float ``dtype``."""
+    m = torch.tensor(mean, device=images.device, dtype=dtype).view(1, -1, 1, 1) * 255.0
+    s = torch.tensor(std, device=images.device, dtype=dtype).view(1, -1, 1, 1) * 255.0
+    return (images.to(dtype) - m) / s
+
+
+def build_dataset(
+    kind: str,
+    root: str | Path,
+    split: str,
+    *,
+    transform: Transform | None = None,
+    skip_bad: bool = False,
+    **options: Any,
+) -> SegDataset:
+    """One dataset by kind: cityscapes, gtsdb, vistas, lanes (Vistas in the Lane Markings setting), folder.
+
+    ``options`` go to the dataset's constructor (e.g. ``policy``/``ring`` for gtsdb, ``version`` for
+    vistas and lanes, ``label_type`` for cityscapes).
+    """
+    from multiseg.data.cityscapes import CityscapesDataset
+    from multiseg.data.folder import FolderDataset
+    from multiseg.data.gtsdb import GtsdbDataset
+    from multiseg.data.vistas import VistasDataset
+
+    common = {"transform": transform, "skip_bad": skip_bad}
+    if kind == "cityscapes":
+        return CityscapesDataset(root, split, **common, **options)
+    if kind == "gtsdb":
+        return GtsdbDataset(root, split, **common, **options)
+    if kind == "vistas":
+        return VistasDataset(root, split, setting="full", **common, **options)
+    if kind == "lanes":
+        return VistasDataset(root, split, setting="lanes", **common, **options)
+    if kind == "folder":
+        return FolderDataset(root, split, **common, **options)
+    raise MultisegError(f"unknown dataset kind {kind!r}; expected one of {DATASET_KINDS}")
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader worker set-up: one torch thread each (specs/environment.md §9); OpenCV is already
+    pool-free (``cv2.setNumThreads(0)`` in :mod:`multiseg.data.io`)."""
+    torch.set_num_threads(1)
+
+
+def build_train_loader(
+    datasets: Sequence[SegDataset],
+    batch_size: int,
+    *,
+    num_workers: int = 2,
+    policy: BalancePolicy = "replicate",
+    weights: Sequence[float] | None = None,
+    epoch_length: int | None = None,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+) -> tuple[DataLoader, MultiDatasetBatchSampler, MultiDataset]:
+    """A DataLoader of mixed, balanced batches; returns the loader, its sampler and the MultiDataset.
+
+    Call ``sampler.set_epoch(e)`` before each epoch; ``sampler.state_dict(batches_done)`` /
+    ``load_state_dict`` to resume mid-epoch.
+    """
+    multi = MultiDataset(datasets)
+    sampler = MultiDatasetBatchSampler(
+        multi.sizes,
+        batch_size,
+        policy=policy,
+        weights=weights,
+        epoch_length=epoch_length,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    loader = DataLoader(
+        multi,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        worker_init_fn=worker_init if num_workers > 0 else None,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+    )
+    return loader, sampler, multi
+
+
+def build_eval_loader(dataset: SegDataset, *, num_workers: int = 1) -> DataLoader:
+    """Batch-size-1 loader in file order (evaluation images keep their own sizes)."""
+    return DataLoader(
+        dataset,
+        batch_size=1,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+        worker_init_fn=worker_init if num_workers > 0 else None,
+    )
