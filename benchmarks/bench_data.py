@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from multiseg.data.cityscapes import CityscapesDataset
 from multiseg.data.labels import cityscapes_id_to_train_id_lut
-from multiseg.data.pipeline import build_train_loader, collate, worker_init
+from multiseg.data.pipeline import build_train_loader, collate
 from multiseg.data.synthetic import blocky_label, street_like_image, write_gray, write_rgb
 from multiseg.data.transforms import TrainTransform
 
@@ -158,7 +158,6 @@ def main() -> None:
                         batch_sampler=sampler,
                         num_workers=workers,
                         collate_fn=collate,
-                        worker_init_fn=worker_init if workers else None,
                         persistent_workers=workers > 0,
                     )
                 results.append(measure(loader, sampler, args.epochs)[0])

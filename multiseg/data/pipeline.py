@@ -120,12 +120,6 @@ def build_dataset(
     raise MultisegError(f"unknown dataset kind {kind!r}; expected one of {DATASET_KINDS}")
 
 
-def worker_init(worker_id: int) -> None:
-    """DataLoader worker set-up: one torch thread each (specs/environment.md §9); OpenCV is already
-    pool-free (``cv2.setNumThreads(0)`` in :mod:`multiseg.data.io`)."""
-    torch.set_num_threads(1)
-
-
 def build_train_loader(
     datasets: Sequence[SegDataset],
     batch_size: int,
@@ -141,6 +135,10 @@ def build_train_loader(
     prefetch_factor: int | None = None,
 ) -> tuple[DataLoader, MultiDatasetBatchSampler, MultiDataset]:
     """A DataLoader of mixed, balanced batches; returns the loader, its sampler and the MultiDataset.
+
+    Workers need no set-up: torch gives each one intra-op thread, and OpenCV runs without its thread
+    pool (:mod:`multiseg.data.io`). Calling ``torch.set_num_threads`` again in a forked worker can
+    deadlock in OpenMP, as seen here.
 
     Call ``sampler.set_epoch(e)`` before each epoch; ``sampler.state_dict(batches_done)`` /
     ``load_state_dict`` to resume mid-epoch.
@@ -162,7 +160,6 @@ def build_train_loader(
         num_workers=num_workers,
         collate_fn=collate,
         pin_memory=pin_memory,
-        worker_init_fn=worker_init if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )
@@ -177,5 +174,4 @@ def build_eval_loader(dataset: SegDataset, *, num_workers: int = 1) -> DataLoade
         shuffle=False,
         num_workers=num_workers,
         collate_fn=collate,
-        worker_init_fn=worker_init if num_workers > 0 else None,
     )

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from multiseg.data.labels import CITYSCAPES_TRAFFIC_SIGN
-from multiseg.data.pipeline import collate, normalize_on_device, worker_init
+from multiseg.data.pipeline import collate, normalize_on_device
 from multiseg.evaluate.metrics import ConfusionMatrix
 from multiseg.train.box_targets import BoxTargetOptions, merge_sample
 from multiseg.train.config import TrainConfig
@@ -37,7 +37,6 @@ def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
         batch_size=1,
         collate_fn=collate,
         num_workers=workers,
-        worker_init_fn=worker_init if workers else None,
         generator=torch.Generator(),  # keeps the global RNG stream untouched (exact resume)
     )
 
