@@ -226,6 +226,7 @@ class Trainer:
     def _checkpoint(self) -> dict[str, Any]:
         return {
             "model": self.module.net.state_dict(),
+            "model_config": dict(self.module.net.config),  # rebuilds the net: models.model_from_checkpoint
             "weighting": self.module.weighting.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -233,9 +234,6 @@ class Trainer:
             "state": self.state.as_dict(),
             "rng": rng_state(),
             "config": config_to_dict(self.cfg),
-            "heads": {d.name: d.num_classes for d in self.train_sets},
-            "model_name": self.cfg.model,
-            "head_mode": self.cfg.head_mode,
         }
 
     def _save(self, name: str) -> None:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from multiseg.config import atomic_write_text
+from multiseg.files import atomic_write_text
 
 
 class MetricsLog:

@@ -1,0 +1,86 @@
+"""Cost of a 3-head training step against a 1-head step on the same batch (issue 5's <= 1.25x goal).
+
+The batch is the same six images and labels in both cases; only the dataset each sample belongs to
+changes: all Cityscapes (one head), or two Cityscapes, two GTSDB and two Vistas (three heads, with the
+Cityscapes head also run on the GTSDB samples for the online box targets). Forward, loss, backward and
+the Adam step are timed together.
+
+    python benchmarks/bench_train_step.py --model erfnet --size 256x512 --steps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from multiseg.models import create_model
+from multiseg.train.box_targets import BoxTargetOptions
+from multiseg.train.engine import JointModule
+from multiseg.train.loss_weights import UncertaintyWeighting
+
+HEADS = {"cityscapes": 19, "gtsdb": 44, "vistas": 65}
+
+
+def make_batch(n: int, height: int, width: int, three_heads: bool) -> dict:
+    """Random uint8 images and labels; GTSDB samples get one box each."""
+    g = torch.Generator().manual_seed(0)
+    dataset_index = torch.tensor([0, 0, 1, 1, 2, 2][:n] if three_heads else [0] * n)
+    label = torch.randint(0, 19, (n, height, width), generator=g)
+    boxes = [torch.tensor([[width / 4, height / 4, width / 2, height / 2]]) for _ in range(n)]
+    return {
+        "image": torch.randint(0, 256, (n, 3, height, width), generator=g, dtype=torch.uint8),
+        "label": label,
+        "dataset_index": dataset_index,
+        "boxes": boxes,
+        "box_classes": [torch.tensor([14]) for _ in range(n)],
+    }
+
+
+def time_steps(module: JointModule, batch: dict, steps: int, warmup: int) -> list[float]:
+    opt = torch.optim.Adam(module.parameters(), lr=1e-4)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        total, _ = module(batch)
+        total.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="erfnet")
+    parser.add_argument("--size", default="256x512", help="HxW of the training crop")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    height, width = (int(v) for v in args.size.split("x"))
+    print(
+        f"protocol: {args.model}, batch 6 at {height}x{width}, forward+loss+backward+Adam, "
+        f"{args.warmup} warm-up + {args.steps} timed steps, median; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, CPU"
+    )
+    results = {}
+    for label, three in (("1 head", False), ("3 heads", True)):
+        torch.manual_seed(0)
+        heads = HEADS if three else {"cityscapes": 19}
+        net = create_model(args.model, heads=heads)
+        names = list(HEADS) if three else ["cityscapes"]
+        module = JointModule(net, UncertaintyWeighting(names), names, BoxTargetOptions(policy="merge"))
+        times = time_steps(module, make_batch(6, height, width, three), args.steps, args.warmup)
+        results[label] = statistics.median(times)
+        print(f"{label:8s} median {results[label] * 1000:8.1f} ms   (min {min(times) * 1000:.1f} ms)")
+    print(f"ratio 3 heads / 1 head: {results['3 heads'] / results['1 head']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Safe file writes and reads shared by configs, checkpoints and reports.
+
+:func:`atomic_write` writes through a temporary file in the target's folder, fsyncs it and renames it
+over the target, so a crash or ``kill -9`` at any moment leaves either the old file or the new one,
+never half of one. :func:`load_torch_file` reads a torch file with ``weights_only=True`` and turns any
+failure into a one-line user error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from multiseg.errors import MultisegError
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(fh)`` on a temporary binary file, then atomically rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def load_torch_file(path: Path, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)``; a missing or unreadable file is a one-line user error."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise MultisegError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged or foreign file
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise MultisegError(f"cannot load {what} {path}: {type(err).__name__}: {first}") from None
