@@ -414,3 +414,16 @@ def test_failure_leaves_nothing_half_written(
     with pytest.raises(type(error)):
         demo.write_demo_world(tmp_path / "fresh", n_frames=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no temp folder, no half-written dataset
+
+
+def test_disk_error_is_a_one_line_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(tmp_path / "x.png"))
+
+    monkeypatch.setattr(demo, "write_vistas_frame", full)
+    with pytest.raises(
+        MultisegError, match=r"cannot write the demo world to .*No space left on device"
+    ) as err:
+        demo.write_demo_world(tmp_path / "w", n_frames=3)
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []

@@ -297,6 +297,12 @@ def write_demo_world(
         marker = {"generator": GENERATOR, "format": FORMAT, "seed": seed, "size": size}
         (tmp / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         _replace(tmp, root)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = err.filename or root
+        raise MultisegError(
+            f"cannot write the demo world to {root}: {err.strerror or err} ({where})"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
