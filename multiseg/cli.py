@@ -79,11 +79,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="measure params, GMACs and latency/FPS of the networks under a printed protocol",
-        description="Batch-1 inference latency (median, p90) and FPS, BN folded, after a warm-up; see the protocol line.",
+        description="Batch-1 inference latency (median, p90) and FPS, BN folded, after a warm-up.",
     )
     p.add_argument("--model", default="all", help="a model name or 'all' (default: all)")
     p.add_argument("--size", default="512x1024", help="input HxW (default: 512x1024)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default: cpu)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
@@ -113,7 +113,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a network or checkpoint to ONNX and check it against torch with ONNX Runtime",
-        description="Write an ONNX graph (dynamic batch and size by default), print the max |torch - ORT| difference.",
+        description="Write an ONNX graph (dynamic batch and size by default); print max |torch - ORT|.",
     )
     p.add_argument("--onnx", type=Path, required=True, help="ONNX file to write")
     source = p.add_mutually_exclusive_group(required=True)
@@ -185,6 +185,194 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 COMMANDS += [_add_train]
+
+
+def _add_experiments(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "experiments",
+        help="run a grid of training runs (the paper's study) and render Table 1 and Figs 4-7",
+        description=(
+            "Train every cell of GRID (a YAML file listing TrainConfig files; configs/paper/grid.yaml is the "
+            "paper's study, configs/demo/grid.yaml the same on the demo world), skipping finished cells and "
+            "resuming an interrupted one, then write results.csv/json, table1.md/csv and four PNG figures "
+            "into --out, with FPS measured on this machine."
+        ),
+    )
+    p.add_argument("grid", type=Path, help="grid file (see multiseg/experiments/grid.py for its keys)")
+    p.add_argument("--out", type=Path, required=True, help="output folder; rerun with it to resume")
+    p.add_argument("--models", nargs="+", metavar="NAME", help="run only the cells of these models")
+    p.add_argument(
+        "--budget-scale", type=float, default=1.0, metavar="F", help="multiply every cell's epochs by F"
+    )
+    p.add_argument("--data", type=Path, help="data_root for every cell (data/cityscapes, data/gtsdb, ...)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one TrainConfig key in every cell (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--published", type=Path, help="published-values YAML shown beside ours (default: the shipped one)"
+    )
+    p.add_argument("--no-published", action="store_true", help="leave the paper's values out of Table 1")
+    p.set_defaults(func=_run_experiments)
+
+
+def _run_experiments(args: argparse.Namespace) -> int:
+    from multiseg.config import parse_overrides
+    from multiseg.experiments import load_grid, run_grid, scale_budget, select_models
+    from multiseg.experiments.table import PUBLISHED_FILE
+    from multiseg.train.distributed import shutdown_distributed
+
+    overrides = parse_overrides(args.overrides)
+    if args.data is not None:
+        overrides["data_root"] = str(args.data)
+    grid = scale_budget(select_models(load_grid(args.grid, overrides), args.models), args.budget_scale)
+    published = None if args.no_published else (args.published or PUBLISHED_FILE)
+    try:
+        outputs = run_grid(grid, args.out, published)
+    finally:
+        shutdown_distributed()
+    print(outputs.summary())
+    return 0
+
+
+COMMANDS += [_add_experiments]
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain a model's encoder as an image classifier on a class-per-subfolder image folder",
+        description=(
+            "Train the encoder + global pooling + a linear classifier on DATA (DATA/<class>/*.jpg, or "
+            "DATA/train/<class> and DATA/val/<class>) and write OUT/encoder.pt, which train loads with "
+            "encoder_weights: OUT/encoder.pt. Rerunning into the same OUT resumes; runs under torchrun (DDP)."
+        ),
+    )
+    p.add_argument(
+        "config", nargs="?", type=Path, help="flat YAML (keys of multiseg.pretrain.PretrainConfig)"
+    )
+    p.add_argument("--data", type=Path, help="image folder, one subfolder per class")
+    p.add_argument("--model", help="the model whose encoder to pretrain (default: erfnet)")
+    p.add_argument("--out", type=Path, help="run folder (default: runs/pretrain/<model>)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config key (repeatable), e.g. --set epochs=30",
+    )  # fmt: skip
+    p.add_argument(
+        "--demo", type=Path, metavar="DIR", help="first write a demo-world classification set to DIR"
+    )
+    p.add_argument("--force", action="store_true", help="reuse an --out folder that holds another config")
+    p.set_defaults(func=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from multiseg.config import load_config
+    from multiseg.pretrain import PretrainConfig, pretrain
+    from multiseg.train.distributed import shutdown_distributed
+
+    overrides = list(args.overrides)
+    if args.demo is not None:
+        from multiseg.data.demo.crops import write_classification_set
+
+        print(write_classification_set(args.demo))
+        overrides.append(f"data={args.demo}")
+    overrides += [f"{k}={v}" for k, v in (("data", args.data), ("model", args.model)) if v is not None]
+    cfg = load_config(PretrainConfig, args.config, overrides)
+    out = args.out or Path(cfg.out_dir) / cfg.model
+    if args.out is not None:
+        cfg.out_dir = args.out
+    try:
+        summary = pretrain(cfg, out, force=args.force)
+    finally:
+        shutdown_distributed()
+    print(summary.table())
+    return 0
+
+
+COMMANDS += [_add_pretrain]
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="per-head mIoU of a run or checkpoint on its datasets: table, JSON, CSV, bar charts, confusion",
+        description=(
+            "Evaluate every head of RUN_OR_CHECKPOINT (a run folder: its best.pt, else last.pt) on the data "
+            "the run trained on, with the benchmarks' rules: Cityscapes 19 classes, Vistas evaluated classes "
+            "(and those Cityscapes lacks), Lane Markings 4 classes, GTSDB 43 signs against box targets and "
+            "per-pixel ground truth where available. Default: at training resolution; --full-res: logits "
+            "upsampled to the original label size (the official protocol)."
+        ),
+    )
+    p.add_argument("run", type=Path, metavar="RUN_OR_CHECKPOINT", help="a run folder or a checkpoint file")
+    p.add_argument(
+        "--data", action="append", default=[], metavar="ROOT|NAME=PATH",
+        help="data root (cityscapes/, gtsdb/, vistas/ inside) or one dataset's root (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--split", default="val", choices=("val", "train"), help="default: val")
+    p.add_argument("--full-res", action="store_true", help="evaluate at the original label resolution")
+    p.add_argument("--heads", help="comma-separated heads to evaluate (default: all)")
+    p.add_argument("--gtsdb-masks", type=Path, help="Meletis & Dubbelman per-pixel GTSDB masks (gtFine/)")
+    p.add_argument("--max-samples", type=int, help="evaluate only the first N images of each dataset")
+    p.add_argument("--out", type=Path, help="report folder (default: RUN/eval-<split>-<resolution>)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (default: 1)")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from multiseg.evaluate.evaluator import EvalOptions, run_eval
+
+    opts = EvalOptions(
+        split=args.split, full_res=args.full_res, data=args.data, gtsdb_masks=args.gtsdb_masks,
+        heads=args.heads.split(",") if args.heads else None, max_samples=args.max_samples,
+        device=args.device, workers=args.workers,
+    )  # fmt: skip
+    print(run_eval(args.run, opts, args.out))
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="colour maps, overlays, label PNGs and the unified map for images or folders",
+        description=(
+            "For every image: each head's colour map, overlay and raw labels (Cityscapes labelIds and "
+            "trainIds, GTSDB classes, Vistas indices), and the unified map (Cityscapes classes with the sign "
+            "type and lane markings painted in) with legends. Batched, any image size, progress bar. "
+            "--submission writes the Cityscapes server format (label ids, full resolution) and a zip."
+        ),
+    )
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a checkpoint or a run folder")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGES_OR_DIR", help="image files or folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="default: torch")
+    p.add_argument("--onnx", type=Path, help="onnxruntime: this ONNX file (default: export the checkpoint)")
+    p.add_argument("--heads", help="comma-separated heads (default: all)")
+    p.add_argument("--size", help="network fit size WxH (default: the run's resize_width x resize_height)")
+    p.add_argument("--full-size", action="store_true", help="run the network at each image's own size")
+    p.add_argument("--batch-size", type=int, default=4, help="images per batch (default: 4)")
+    p.add_argument("--workers", type=int, default=1, help="image-reading workers (default: 1)")
+    p.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
+    p.add_argument("--submission", action="store_true", help="Cityscapes test-server format only, plus a zip")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from multiseg.evaluate.predict import PredictOptions, parse_fit, run_predict
+
+    opts = PredictOptions(
+        backend=args.backend, onnx=args.onnx, heads=args.heads.split(",") if args.heads else None,
+        size=parse_fit(args.size) if args.size else None, full_size=args.full_size,
+        batch_size=args.batch_size, workers=args.workers, strict=args.strict, submission=args.submission,
+        device=args.device,
+    )  # fmt: skip
+    print(run_predict(args.checkpoint, args.inputs, args.out, opts))
+    return 0
+
+
+COMMANDS += [_add_eval, _add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

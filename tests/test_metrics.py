@@ -72,3 +72,44 @@ def test_matches_numpy_reference_and_merges() -> None:
     np.testing.assert_allclose(full.iou().numpy(), ref, rtol=1e-12)
     parts[0].merge(parts[1])
     assert torch.equal(parts[0].mat, full.mat)
+
+
+def test_cityscapes_rules_on_label_ids_hand_computed() -> None:
+    """specs 1.5 on a 2x4 label-id frame: void GT ignored, void prediction a miss, absent classes n/a."""
+    from multiseg.data.labels import cityscapes_id_to_train_id_lut
+
+    lut = torch.from_numpy(cityscapes_id_to_train_id_lut().astype(np.int64))
+    # label ids: 7 road, 8 sidewalk, 26 car, 0 unlabeled (void), 9 parking (ignored in eval)
+    gt = torch.tensor([[7, 7, 7, 8], [26, 0, 9, 26]])
+    pr = torch.tensor([[7, 0, 8, 8], [26, 26, 26, 7]])  # a void prediction on road; car on void/parking
+    cm = ConfusionMatrix(19)
+    cm.update(lut[pr], lut[gt])
+    iou = cm.iou()
+    # road: TP 1, FN 2 (one predicted void, one sidewalk), FP 1 (the car GT pixel predicted road) -> 1/4
+    assert math.isclose(iou[0].item(), 1 / 4)
+    # sidewalk: TP 1, FP 1 (road pixel) -> 1/2 ; car: TP 1, FN 1, FP 0 (void/parking GT add no FP) -> 1/2
+    assert math.isclose(iou[1].item(), 1 / 2)
+    assert math.isclose(iou[13].item(), 1 / 2)
+    assert sum(not math.isnan(v) for v in iou.tolist()) == 3, "the 16 absent classes are n/a"
+    assert math.isclose(cm.miou(), (1 / 4 + 1 / 2 + 1 / 2) / 3)
+    assert math.isclose(cm.pixel_accuracy(), 3 / 6)
+    assert cm.mat.sum() == 6 and cm.mat[0, 19] == 1  # 6 valid pixels; the void prediction in "outside"
+
+
+def test_absent_class_in_subset_mean_and_all_nan() -> None:
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 0]), torch.tensor([0, 0]))
+    assert cm.miou(classes=[0, 1, 2]) == 1.0  # classes 1 and 2 are n/a, not 0
+    assert math.isnan(cm.miou(classes=[1, 2]))
+    assert math.isnan(ConfusionMatrix(2).pixel_accuracy())
+
+
+def test_normalized_confusion_rows() -> None:
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 1, 1, 1, 9]), torch.tensor([0, 0, 1, 1, 1]))
+    norm = cm.normalized()
+    assert norm.shape == (3, 4)
+    assert torch.allclose(norm[0], torch.tensor([0.5, 0.5, 0, 0], dtype=torch.float64))
+    assert torch.allclose(norm[1], torch.tensor([0, 2 / 3, 0, 1 / 3], dtype=torch.float64))
+    assert norm[2].isnan().all(), "class 2 has no ground truth: its row is n/a"
+    assert cm.gt_pixels().tolist() == [2, 3, 0]

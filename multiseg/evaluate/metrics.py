@@ -74,3 +74,17 @@ class ConfusionMatrix:
         """Correct valid pixels / all valid pixels."""
         total = self.mat.sum()
         return float(self.mat.diagonal().sum().item() / total.item()) if total > 0 else float("nan")
+
+    def gt_pixels(self) -> torch.Tensor:
+        """Valid ground-truth pixels of each class (row sums)."""
+        return self.mat.sum(dim=1)
+
+    def normalized(self) -> torch.Tensor:
+        """Row-normalised matrix (float64, ``n x (n + 1)``): the share of each class's pixels per prediction.
+
+        The last column is the share predicted outside the class set; rows of classes absent from the
+        ground truth are ``nan`` (nothing to normalise).
+        """
+        mat = self.mat.double()
+        rows = mat.sum(dim=1, keepdim=True)
+        return torch.where(rows > 0, mat / rows.clamp(min=1), torch.full_like(mat, float("nan")))

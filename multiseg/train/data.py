@@ -102,13 +102,16 @@ class ValSet:
     pixel_gt: SegDataset | None = None
 
 
-def build_val_sets(cfg: TrainConfig) -> list[ValSet]:
-    """Validation splits at training resolution (the paper's resize rule, no crop or flip)."""
+def build_val_sets(cfg: TrainConfig, which: int = 1) -> list[ValSet]:
+    """Validation splits at training resolution (the paper's resize rule, no crop or flip).
+
+    ``which=0`` builds the training splits the same way (``multiseg eval --split train``).
+    """
     transform = EvalTransform(cfg.resize_width, cfg.resize_height)
     out = []
     for name in cfg.datasets:
         root = dataset_root(cfg, name)
-        split = SPLITS[name][1]
+        split = SPLITS[name][which]
         ds = build_dataset(name, root, split, transform=transform, **_options(cfg, name))
         pixel = None
         if name == "gtsdb":

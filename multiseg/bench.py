@@ -1,0 +1,262 @@
+"""``multiseg bench``: parameters, GMACs and inference latency of the registered networks.
+
+Protocol (printed with every table, after specs/peers.md 4): batch 1, ``model.eval()``,
+``torch.inference_mode()``, BatchNorm folded into the convs, random input of the stated size, a
+warm-up of at least 10 runs on CPU / 50 on CUDA, then a timed loop of at least ``min_time`` seconds
+(3 s by default) timing each forward with ``time.perf_counter``, CUDA synchronised before and after
+each forward. Reported: median and p90 latency, and FPS = 1000 / median. Model output only: no argmax,
+no resizing beyond what the network does itself. Latency on a shared host is noisy; compare ratios
+taken in one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from multiseg.errors import MultisegError
+from multiseg.models import create_model, fold_batchnorm, list_models
+from multiseg.models.complexity import count_macs
+from multiseg.models.multihead import HeadsAsTuple, MultiHeadSegmenter
+
+#: Head tables for ``--heads one`` and ``--heads all``.
+HEAD_SETS: dict[str, dict[str, int]] = {
+    "one": {"cityscapes": 19},
+    "all": {"cityscapes": 19, "gtsdb": 44, "vistas": 65, "lanes": 5},
+}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class BenchSettings:
+    """What to measure and how; see the module docstring for the protocol."""
+
+    size: tuple[int, int] = (512, 1024)
+    device: str = "cpu"
+    dtype: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    backend: str = "torch"
+    heads: str = "one"
+    fold_bn: bool = True
+    min_time: float = 3.0
+    warmup: int | None = None
+    threads: int | None = None
+
+    def warmup_runs(self) -> int:
+        default = 50 if self.device.startswith("cuda") else 10
+        return default if self.warmup is None else self.warmup
+
+
+@dataclass
+class BenchResult:
+    """One model's figures under one setting."""
+
+    model: str
+    params: dict[str, int]
+    gmacs: float
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    fps: float
+    runs: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _validate(settings: BenchSettings) -> None:
+    if settings.dtype not in DTYPES:
+        raise MultisegError(f"bench: dtype {settings.dtype!r} is not one of {', '.join(DTYPES)}")
+    if settings.backend not in BACKENDS:
+        raise MultisegError(f"bench: backend {settings.backend!r} is not one of {', '.join(BACKENDS)}")
+    if settings.heads not in HEAD_SETS:
+        raise MultisegError(f"bench: heads {settings.heads!r} is not one of {', '.join(HEAD_SETS)}")
+    if settings.device.startswith("cuda") and not torch.cuda.is_available():
+        raise MultisegError("bench: --device cuda asked for, but torch sees no CUDA device")
+    if settings.backend == "onnxruntime" and (settings.device != "cpu" or settings.dtype != "fp32"):
+        raise MultisegError("bench: the onnxruntime backend is measured on cpu in fp32 only")
+
+
+def time_callable(
+    run: Callable[[], object], warmup: int, min_time: float, sync: Callable[[], None]
+) -> list[float]:
+    """Per-call latencies (ms) of ``run`` after ``warmup`` calls, for >= ``min_time`` s and >= 3 calls."""
+    for _ in range(warmup):
+        run()
+    sync()
+    times: list[float] = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_time or len(times) < 3:
+        t0 = time.perf_counter()
+        run()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _torch_runner(model: MultiHeadSegmenter, settings: BenchSettings) -> Callable[[], object]:
+    net: torch.nn.Module = fold_batchnorm(model) if settings.fold_bn else model.eval()
+    wrapper = HeadsAsTuple(net).eval()  # type: ignore[arg-type]
+    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+    wrapper = wrapper.to(device=settings.device, dtype=DTYPES[settings.dtype], memory_format=fmt)
+    x = torch.randn(1, 3, *settings.size, device=settings.device, dtype=DTYPES[settings.dtype])
+    x = x.contiguous(memory_format=fmt)
+    if settings.compile:
+        wrapper = torch.compile(wrapper)  # type: ignore[assignment]
+
+    def run() -> object:
+        with torch.inference_mode():
+            return wrapper(x)
+
+    return run
+
+
+def _ort_runner(model: MultiHeadSegmenter, settings: BenchSettings, workdir: Path) -> Callable[[], object]:
+    from multiseg.export import export_onnx, ort_session
+
+    path = export_onnx(model, workdir / "model.onnx", sample_size=settings.size, dynamic=False)
+    session = ort_session(path, threads=torch.get_num_threads())
+    feed = {"input": torch.randn(1, 3, *settings.size).numpy()}
+    return lambda: session.run(None, feed)
+
+
+def benchmark_model(name: str, settings: BenchSettings) -> BenchResult:
+    """Build ``name`` with the chosen head set and measure it under ``settings``."""
+    _validate(settings)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    model = create_model(name, heads=HEAD_SETS[settings.heads]).eval()
+    stride = model.output_stride
+    if settings.size[0] % stride or settings.size[1] % stride:
+        raise MultisegError(
+            f"bench: size {settings.size[0]}x{settings.size[1]} is not a multiple of {name}'s stride {stride}"
+        )
+    macs = count_macs(model, torch.randn(1, 3, *settings.size))
+    cuda = settings.device.startswith("cuda")
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    with tempfile.TemporaryDirectory(prefix="multiseg-bench-") as tmp:
+        if settings.backend == "onnxruntime":
+            run = _ort_runner(model, settings, Path(tmp))
+        else:
+            run = _torch_runner(model, settings)
+        times = time_callable(run, settings.warmup_runs(), settings.min_time, sync)
+    median = statistics.median(times)
+    return BenchResult(
+        model=name,
+        params=model.num_parameters(),
+        gmacs=macs / 1e9,
+        median_ms=median,
+        p90_ms=_percentile(times, 0.9),
+        mean_ms=statistics.fmean(times),
+        fps=1e3 / median,
+        runs=len(times),
+        settings=asdict(settings),
+    )
+
+
+def environment(settings: BenchSettings) -> dict[str, Any]:
+    """Versions and hardware printed and saved with the figures."""
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+    }
+    if settings.device.startswith("cuda"):
+        env.update(
+            gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+            cudnn_benchmark=True,
+        )  # fmt: skip
+    if settings.backend == "onnxruntime":
+        with contextlib.suppress(ImportError):
+            import onnxruntime
+
+            env["onnxruntime"] = onnxruntime.__version__
+    return env
+
+
+def protocol_text(settings: BenchSettings, env: dict[str, Any]) -> str:
+    """One paragraph stating exactly how the figures were taken."""
+    h, w = settings.size
+    return (
+        f"protocol: batch 1, input 1x3x{h}x{w}, heads={settings.heads} ({len(HEAD_SETS[settings.heads])}), "
+        f"backend={settings.backend}, device={settings.device}, dtype={settings.dtype}, "
+        f"channels_last={settings.channels_last}, compile={settings.compile}, BN folded={settings.fold_bn}, "
+        f"eval + inference_mode, warm-up {settings.warmup_runs()} runs, "
+        f"timed loop >= {settings.min_time:g} s, "
+        f"{'CUDA synchronised per run, ' if settings.device.startswith('cuda') else ''}"
+        f"median and p90 of per-run latency; GMACs = conv/deconv/linear MACs (forward hooks); "
+        f"torch {env['torch']}, {env['threads']} threads"
+        + (f", {env['gpu']}" if "gpu" in env else "")
+        + (f", onnxruntime {env['onnxruntime']}" if "onnxruntime" in env else "")
+    )
+
+
+def format_table(results: Sequence[BenchResult]) -> str:
+    """A fixed-width table: params (total/encoder/decoder), GMACs, latency and FPS."""
+    header = (
+        f"{'model':<9} {'params':>11} {'encoder':>11} {'decoder':>9} {'GMACs':>7} "
+        f"{'median ms':>10} {'p90 ms':>8} {'FPS':>7} {'runs':>5}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        p = r.params
+        lines.append(
+            f"{r.model:<9} {p['total']:>11,} {p['encoder']:>11,} {p['decoder']:>9,} {r.gmacs:>7.2f} "
+            f"{r.median_ms:>10.1f} {r.p90_ms:>8.1f} {r.fps:>7.1f} {r.runs:>5}"
+        )
+    return "\n".join(lines)
+
+
+def run_bench(models: Sequence[str], settings: BenchSettings, json_path: Path | None = None) -> str:
+    """Benchmark ``models`` (or ``["all"]``), return the printable report, and save JSON if asked."""
+    names = list_models() if list(models) in (["all"], []) else list(models)
+    known = list_models()
+    for name in names:
+        if name not in known:
+            create_model(name)  # raises the registry's "unknown model ... did you mean" error
+    results = [benchmark_model(n, settings) for n in names]
+    env = environment(settings)
+    report = protocol_text(settings, env) + "\n" + format_table(results)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "environment": env,
+            "protocol": protocol_text(settings, env),
+            "results": [asdict(r) for r in results],
+        }
+        json_path.write_text(json.dumps(payload, indent=2))
+    return report
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x1024"`` -> (512, 1024); anything else is a :class:`MultisegError`."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as err:
+        raise MultisegError(f"size {text!r} is not HxW (e.g. 512x1024)") from err
+    if h < 1 or w < 1:
+        raise MultisegError(f"size {text!r} must be positive")
+    return h, w
