@@ -84,10 +84,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="all", help="a model name or 'all' (default: all)")
     p.add_argument("--size", default="512x1024", help="input HxW (default: 512x1024)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default: cpu)")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument(
+        "--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="compute type (default: fp32)"
+    )
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="runtime to time (default: torch)",
+    )
     p.add_argument("--heads", default="one", choices=("one", "all"), help="one head or every dataset's head")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--min-time", type=float, default=3.0, help="seconds of timed runs per model (default: 3)")
@@ -122,11 +129,16 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", type=Path, help="a checkpoint with 'model_config' and 'model' entries"
     )
     p.add_argument("--heads", help="heads to export: name:classes,... with --model; names with --checkpoint")
-    p.add_argument("--head-mode", default="decoder", choices=("decoder", "last_conv"))
+    p.add_argument(
+        "--head-mode",
+        default="decoder",
+        choices=("decoder", "last_conv"),
+        help="for a model name: a decoder per head, or a shared decoder with a last conv per head",
+    )
     p.add_argument("--size", default="512x1024", help="example and parity input HxW (default: 512x1024)")
     p.add_argument("--static", action="store_true", help="fixed batch 1 and --size instead of dynamic axes")
     p.add_argument("--legacy", action="store_true", help="use the TorchScript-based exporter")
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default: 18)")
     p.set_defaults(func=_run_export)
 
 
