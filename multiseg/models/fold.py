@@ -31,7 +31,12 @@ def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def fold_conv_bn(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
     """Fold ``bn`` into ``conv`` in place (``conv`` gains a bias if it had none)."""
-    scale, shift = bn_scale_shift(bn)
+    fold_conv_affine(conv, *bn_scale_shift(bn))
+
+
+@torch.no_grad()
+def fold_conv_affine(conv: nn.Conv2d | nn.ConvTranspose2d, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    """Fold a per-output-channel ``y * scale + shift`` into ``conv`` in place."""
     weight = conv.weight
     if isinstance(conv, nn.ConvTranspose2d):
         # weight is (in, out / groups, kh, kw): output channels on dim 1, per group.

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multiseg.models.fold import bn_scale_shift, fold_conv_bn
+from multiseg.models.fold import bn_scale_shift, fold_conv_affine
 
 
 def activation(kind: str, channels: int) -> nn.Module:
@@ -33,7 +33,7 @@ class ConcatDownsampler(nn.Module):
         self.in_channels = in_channels
         self.conv = nn.Conv2d(in_channels, out_channels - in_channels, 3, stride=2, padding=1, bias=True)
         self.bn: nn.BatchNorm2d | None = nn.BatchNorm2d(out_channels, eps=bn_eps)
-        self.pool_affine: nn.BatchNorm2d | None = None
+        self.pool_affine: ChannelAffine | None = None
         self.act = activation(act, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -45,25 +45,29 @@ class ConcatDownsampler(nn.Module):
 
     @torch.no_grad()
     def fold_batchnorm(self) -> None:
-        """Fold the conv channels' BN into the conv; keep an eval-mode BN for the pooled channels."""
+        """Fold the conv channels' BN into the conv; keep a per-channel affine for the pooled channels."""
         if self.bn is None:
             return
         n_conv = self.conv.out_channels
-        conv_bn = _bn_slice(self.bn, 0, n_conv)
-        fold_conv_bn(self.conv, conv_bn)
-        self.pool_affine = _bn_slice(self.bn, n_conv, self.bn.num_features).eval()
+        scale, shift = bn_scale_shift(self.bn)
+        fold_conv_affine(self.conv, scale[:n_conv], shift[:n_conv])
+        self.pool_affine = ChannelAffine(scale[n_conv:], shift[n_conv:])
         self.bn = None
 
 
-def _bn_slice(bn: nn.BatchNorm2d, start: int, stop: int) -> nn.BatchNorm2d:
-    """An eval-mode BN equal to channels ``start:stop`` of ``bn``."""
-    scale, shift = bn_scale_shift(bn)
-    part = nn.BatchNorm2d(stop - start, eps=0.0)
-    part.running_mean.zero_()
-    part.running_var.fill_(1.0)
-    part.weight.data.copy_(scale[start:stop])
-    part.bias.data.copy_(shift[start:stop])
-    return part.eval()
+class ChannelAffine(nn.Module):
+    """``x * scale + shift`` per channel: what an eval-mode BatchNorm is once its statistics are folded.
+
+    (An ``nn.BatchNorm2d`` with ``eps=0`` would do the same, but newer torch releases reject ``eps=0``.)
+    """
+
+    def __init__(self, scale: Tensor, shift: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale.detach().clone().view(1, -1, 1, 1))
+        self.register_buffer("shift", shift.detach().clone().view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.shift
 
 
 def conv_bn_act(
