@@ -116,7 +116,7 @@ def demo_overrides() -> dict[str, object]:
         "crop_width": 256,
         "scale_min": 0.75,
         "scale_max": 1.5,
-        "epochs": 30,
+        "epochs": 16,
         "lr": 2e-3,
         "patience": 0,
         "workers": 1,
