@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import torch
 
 from multiseg.errors import MultisegError
+from multiseg.files import load_torch_file
 from multiseg.models.multihead import Architecture, MultiHeadSegmenter
 
 #: Modules that register architectures when imported, in the order ``multiseg models`` lists them.
@@ -132,12 +133,7 @@ def load_encoder_weights(model: MultiHeadSegmenter, path: str | Path) -> None:
     mismatch, raise :class:`MultisegError` naming the first few.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MultisegError(f"encoder weights: {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's problem to fix
-        raise MultisegError(f"encoder weights: {path} is not a readable torch file ({err})") from err
+    blob = load_torch_file(path, what="encoder weights file")
     state = blob.get("encoder", blob) if isinstance(blob, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise MultisegError(f"encoder weights: {path} holds no state dict (nor an 'encoder' entry)")
@@ -166,12 +162,7 @@ def model_from_checkpoint(path: str | Path) -> MultiHeadSegmenter:
     architecture options); ``"state_dict"`` and ``"config"`` are accepted as key aliases.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MultisegError(f"checkpoint: {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's problem to fix
-        raise MultisegError(f"checkpoint: {path} is not a readable torch file ({err})") from err
+    blob = load_torch_file(path)
     if not isinstance(blob, Mapping):
         raise MultisegError(f"checkpoint: {path} is not a dict")
     config = blob.get("model_config", blob.get("config"))
