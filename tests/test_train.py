@@ -246,3 +246,10 @@ def test_short_demo_training_beats_an_untrained_model(demo_root: Path, tmp_path:
         untrained,
         summary.final,
     )
+
+
+def test_class_weighted_heads_must_be_trained_heads(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "datasets=[cityscapes]")
+    res = _run(["train", str(cfg), "--set", "class_weighted_heads=[gtsdb]"])
+    assert res.returncode == 2
+    assert "class_weighted_heads" in res.stderr and "gtsdb" in res.stderr

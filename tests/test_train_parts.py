@@ -173,3 +173,13 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(MultisegError, match=r"cannot load checkpoint .*bad.pt"):
         load_checkpoint(bad)
+
+
+def test_enet_class_weights_bound_rare_classes() -> None:
+    from multiseg.train.step import enet_class_weights
+
+    w = enet_class_weights(torch.tensor([990.0, 10.0, 0.0]))
+    assert w[0] == pytest.approx(1 / math.log(1.02 + 0.99))
+    assert w[1] == pytest.approx(1 / math.log(1.02 + 0.01))
+    assert w[2] == pytest.approx(1 / math.log(1.02))  # an absent class gets the bounded maximum, not inf
+    assert w[0] < w[1] < w[2]

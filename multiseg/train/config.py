@@ -59,6 +59,7 @@ class TrainConfig:
     reference_dataset: str = "cityscapes"
     poly_power: float = 0.9
     poly_form: Literal["standard", "paper"] = "standard"
+    class_weighted_heads: list[str] = field(default_factory=list)  # ENet weights 1/ln(1.02+p), e.g. [gtsdb]
     loss_weighting: Literal["learned", "fixed"] = "learned"
     loss_weights: dict[str, float] = field(default_factory=dict)  # for ``fixed``; default 1 per head
     log_var_init: float = 0.0

@@ -41,7 +41,7 @@ from multiseg.train.early_stopping import EarlyStopping
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.schedule import poly_factor
-from multiseg.train.step import StepOutput, compute_losses
+from multiseg.train.step import StepOutput, compute_losses, enet_class_weights
 from multiseg.train.validate import validate
 
 
@@ -53,16 +53,25 @@ class JointModule(nn.Module):
     """The network and its loss weighting in one module, so DDP keeps both in sync across ranks."""
 
     def __init__(
-        self, net: nn.Module, weighting: nn.Module, dataset_names: list[str], box_opts: BoxTargetOptions
+        self,
+        net: nn.Module,
+        weighting: nn.Module,
+        dataset_names: list[str],
+        box_opts: BoxTargetOptions,
+        class_weights: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.weighting = weighting
         self.dataset_names = dataset_names
         self.box_opts = box_opts
+        for name, weight in (class_weights or {}).items():
+            self.register_buffer(f"class_weight_{name}", weight)
+        self._weighted = list(class_weights or {})
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor | None, StepOutput]:
-        out = compute_losses(self.net, batch, self.dataset_names, self.box_opts)
+        weights = {h: getattr(self, f"class_weight_{h}") for h in self._weighted}
+        out = compute_losses(self.net, batch, self.dataset_names, self.box_opts, weights)
         total = self.weighting(out.losses) if out.losses else None
         return total, out
 
@@ -155,7 +164,9 @@ class Trainer:
             inbox_nonsign=cfg.gtsdb_inbox_nonsign,
             min_coverage=cfg.gtsdb_min_coverage,
         )
-        self.module = JointModule(self.net, self._weighting(), self.names, self.box_opts).to(self.device)
+        self.module = JointModule(
+            self.net, self._weighting(), self.names, self.box_opts, self._class_weights()
+        ).to(self.device)
         if cfg.channels_last and self.device.type == "cuda":
             self.module = self.module.to(memory_format=torch.channels_last)
         if cfg.sync_bn and self.info.distributed and self.device.type == "cuda":
@@ -205,6 +216,23 @@ class Trainer:
             return FixedWeighting(self.names, self.cfg.loss_weights)
         except ValueError as err:
             raise MultisegError(f"config key 'loss_weights': {err}") from None
+
+    def _class_weights(self) -> dict[str, torch.Tensor]:
+        """ENet class weights for the heads named in ``class_weighted_heads``, from their training targets."""
+        unknown = set(self.cfg.class_weighted_heads) - set(self.names)
+        if unknown:
+            raise MultisegError(f"config key 'class_weighted_heads': {sorted(unknown)} are not in datasets")
+        weights = {}
+        for ds in self.train_sets:
+            if ds.name in self.cfg.class_weighted_heads:
+                counts = torch.zeros(ds.num_classes, dtype=torch.float64)
+                for i in tqdm(
+                    range(len(ds)), desc=f"class frequencies ({ds.name})", disable=not self.info.is_main
+                ):
+                    label = torch.from_numpy(ds.finish(ds.load(i)).label).long().flatten()
+                    counts += torch.bincount(label[label < ds.num_classes], minlength=ds.num_classes).double()
+                weights[ds.name] = enet_class_weights(counts)
+        return weights
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """Adam on the network (with weight decay) and on the log-variances (without, at constant LR)."""

@@ -53,11 +53,13 @@ def head_selection(dataset_index: torch.Tensor, dataset_names: Sequence[str], me
     return sel
 
 
-def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-    """Mean cross-entropy over non-ignored pixels, or None when every pixel is ignored."""
+def _ce(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """(Class-weighted) mean cross-entropy over non-ignored pixels, or None when every pixel is ignored."""
     if not bool((target != IGNORE_INDEX).any()):
         return None
-    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE_INDEX)
 
 
 def compute_losses(
@@ -65,6 +67,7 @@ def compute_losses(
     batch: Mapping[str, object],
     dataset_names: Sequence[str],
     box_opts: BoxTargetOptions,
+    class_weights: Mapping[str, torch.Tensor] | None = None,
 ) -> StepOutput:
     """Forward the batch once through the shared encoder and return every present head's loss."""
     images = batch["image"]
@@ -88,7 +91,17 @@ def compute_losses(
             out.boxes_fallback += fell
         else:
             target = labels[own]
-        loss = _ce(logits[: own.numel()], target)
+        loss = _ce(logits[: own.numel()], target, (class_weights or {}).get(name))
         if loss is not None:
             out.losses[name] = loss
     return out
+
+
+def enet_class_weights(counts: torch.Tensor, c: float = 1.02) -> torch.Tensor:
+    """ENet's class weights ``1 / ln(c + p_k)`` from pixel counts per class (p_k = class frequency).
+
+    They bound the weight of a rare class at ``1 / ln(c)`` (about 50) instead of letting it grow like
+    ``1 / p``, which keeps a head whose target is almost all background (GTSDB) from collapsing to it.
+    """
+    freq = counts.double() / counts.sum().clamp(min=1)
+    return (1.0 / torch.log(c + freq)).float()
