@@ -31,12 +31,12 @@ from tqdm import tqdm
 
 from multiseg.config import config_differences, config_from_dict, config_to_dict, load_config, save_config
 from multiseg.data.io import IMAGE_EXTENSIONS, read_image
+from multiseg.data.pipeline import normalize_on_device
 from multiseg.errors import MultisegError
 from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from multiseg.train.distributed import DistInfo, init_distributed
 from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.schedule import poly_factor
-from multiseg.train.step import normalize
 
 ENCODER_FILE = "encoder.pt"
 
@@ -290,7 +290,7 @@ class Pretrainer:
         loader = self._loader(self.train_set, train=True)
         desc = f"pretrain {self.cfg.model} epoch {self.epoch + 1}/{self.cfg.epochs}"
         for images, labels in tqdm(loader, desc=desc, disable=not self.info.is_main, dynamic_ncols=True):
-            images, labels = normalize(images.to(self.device)), labels.to(self.device)
+            images, labels = normalize_on_device(images.to(self.device)), labels.to(self.device)
             logits = self.ddp(images)
             loss = nn.functional.cross_entropy(logits, labels)
             if not torch.isfinite(loss):
@@ -311,7 +311,7 @@ class Pretrainer:
         self.net.eval()
         loss_sum = correct = seen = 0.0
         for images, labels in self._loader(self.val_set, train=False):
-            images, labels = normalize(images.to(self.device)), labels.to(self.device)
+            images, labels = normalize_on_device(images.to(self.device)), labels.to(self.device)
             logits = self.net(images)
             loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
             correct += float((logits.argmax(1) == labels).sum())
