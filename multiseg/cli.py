@@ -184,15 +184,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from multiseg.train.distributed import shutdown_distributed
     from multiseg.train.engine import resolve_run, train
 
     cfg, run_dir, resume = resolve_run(args.config, args.overrides, args.resume, args.force)
-    try:
-        summary = train(cfg, run_dir, resume=resume)
-    finally:
-        shutdown_distributed()
-    print(summary.table())
+    print(train(cfg, run_dir, resume=resume).table())
     return 0
 
 
@@ -232,18 +227,13 @@ def _run_experiments(args: argparse.Namespace) -> int:
     from multiseg.config import parse_overrides
     from multiseg.experiments import load_grid, run_grid, scale_budget, select_models
     from multiseg.experiments.table import PUBLISHED_FILE
-    from multiseg.train.distributed import shutdown_distributed
 
     overrides = parse_overrides(args.overrides)
     if args.data is not None:
         overrides["data_root"] = str(args.data)
     grid = scale_budget(select_models(load_grid(args.grid, overrides), args.models), args.budget_scale)
     published = None if args.no_published else (args.published or PUBLISHED_FILE)
-    try:
-        outputs = run_grid(grid, args.out, published)
-    finally:
-        shutdown_distributed()
-    print(outputs.summary())
+    print(run_grid(grid, args.out, published).summary())
     return 0
 
 
@@ -280,7 +270,6 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 def _run_pretrain(args: argparse.Namespace) -> int:
     from multiseg.config import load_config
     from multiseg.pretrain import PretrainConfig, pretrain
-    from multiseg.train.distributed import shutdown_distributed
 
     overrides = list(args.overrides)
     if args.demo is not None:
@@ -293,11 +282,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     out = args.out or Path(cfg.out_dir) / cfg.model
     if args.out is not None:
         cfg.out_dir = args.out
-    try:
-        summary = pretrain(cfg, out, force=args.force)
-    finally:
-        shutdown_distributed()
-    print(summary.table())
+    print(pretrain(cfg, out, force=args.force).table())
     return 0
 
 
@@ -411,6 +396,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"multiseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Leave the DDP process group a command joined under torchrun (torch is only touched if loaded)."""
+    if "torch.distributed" in sys.modules:
+        from multiseg.train.distributed import shutdown_distributed
+
+        shutdown_distributed()
 
 
 if __name__ == "__main__":
