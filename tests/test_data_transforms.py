@@ -13,6 +13,7 @@ from multiseg.data.transforms import (
     Sample,
     TrainTransform,
     TransformConfig,
+    box_crop,
     clip_boxes,
     crop,
     fit_scale,
@@ -75,6 +76,40 @@ def test_boxes_follow_scale_crop_and_flip_exactly(seed: int) -> None:
     valid = np.where(out.label == 255, 255, 0).astype(np.uint8)
     redrawn = rasterise_boxes(valid, out.boxes, out.box_classes, policy="box", background=BG)
     np.testing.assert_array_equal(redrawn, out.label)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_box_crop_contains_a_whole_box_and_stays_exact(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sample = _scene(rng, n=2)
+    out = box_crop(sample, 64, 96, np.random.default_rng(seed))
+    assert out.image.shape == (64, 96, 3)
+    inside = (out.boxes[:, :2] >= 0).all(1) & (out.boxes[:, 2] <= 96) & (out.boxes[:, 3] <= 64)
+    assert inside.any()
+    valid = np.where(out.label == 255, 255, 0).astype(np.uint8)
+    redrawn = rasterise_boxes(valid, out.boxes, out.box_classes, policy="box", background=BG)
+    np.testing.assert_array_equal(redrawn, out.label)
+
+
+def test_box_crop_positions_are_uniform_over_the_windows_holding_the_box() -> None:
+    image = np.zeros((100, 200, 3), np.uint8)
+    sample = Sample(image, np.zeros((100, 200), np.uint8), np.array([[90.0, 40, 110, 60]]), np.array([1]))
+    lefts = {int(-box_crop(sample, 100, 50, np.random.default_rng(s)).boxes[0, 0]) + 90 for s in range(400)}
+    assert lefts == set(range(60, 91))  # every left edge from 110 - 50 to 90, and nothing else
+    wide = Sample(image, np.zeros((100, 200), np.uint8), np.array([[20.0, 0, 180, 100]]), np.array([1]))
+    assert box_crop(wide, 100, 50, np.random.default_rng(0)).boxes[0, 0] == 20 - 75  # centred
+
+
+def test_train_transform_box_crop_prob_only_affects_samples_with_boxes() -> None:
+    cfg = TransformConfig(fit_width=None, fit_height=None, scale_range=(1, 1), crop_height=20, crop_width=20,
+                          flip_prob=0.0, box_crop_prob=1.0)  # fmt: skip
+    image = np.zeros((200, 400, 3), np.uint8)
+    box = Sample(image, np.zeros((200, 400), np.uint8), np.array([[300.0, 150, 310, 160]]), np.array([1]))
+    for s in range(20):
+        out = TrainTransform(cfg)(box, Mirror(), np.random.default_rng(s))
+        assert (out.boxes[0, :2] >= 0).all() and (out.boxes[0, 2:] <= 20).all()
+    plain = Sample(image, np.zeros((200, 400), np.uint8), np.zeros((0, 4)), np.zeros(0, np.int64))
+    assert TrainTransform(cfg)(plain, Mirror(), np.random.default_rng(0)).image.shape == (20, 20, 3)
 
 
 def test_flip_mirrors_boxes_and_classes() -> None:

@@ -15,7 +15,8 @@ The training transform is the paper's recipe: a horizontal flip with probability
 dataset's :class:`Mirror`, scaling so the image fits ``fit_width`` x ``fit_height`` keeping its
 aspect ratio, times a random factor in ``scale_range`` (one resize, not two), and a random crop of
 ``crop_height`` x ``crop_width`` padded bottom/right with 0 (image) and 255 (label) where the image
-is smaller (as mmsegmentation's RandomCrop + Pad).
+is smaller (as mmsegmentation's RandomCrop + Pad). With probability ``box_crop_prob`` a sample that
+has boxes is cropped around one of them instead (:func:`box_crop`).
 
 Flip policy for classes with no mirror twin (GTSDB 24 "road narrows on the right", 40 roundabout,
 the speed-limit digits ...): the *whole sample is not flipped*. Ignoring those pixels instead would
@@ -93,6 +94,7 @@ class TransformConfig:
     crop_height: int | None = 512
     crop_width: int | None = 1024
     flip_prob: float = 0.5
+    box_crop_prob: float = 0.0
 
 
 def fit_scale(width: int, height: int, fit_width: int | None, fit_height: int | None, upscale: bool) -> float:
@@ -151,6 +153,29 @@ def random_crop(sample: Sample, height: int, width: int, rng: np.random.Generato
     return crop(sample, top, left, height, width)
 
 
+def box_crop(sample: Sample, height: int, width: int, rng: np.random.Generator) -> Sample:
+    """A random crop that contains one randomly chosen box whole (centred on it if the box is larger).
+
+    Box-only datasets have a few small objects per large frame, so uniform crops mostly show
+    background; this is the crop-around-an-instance sampling of detection pipelines, and keeps every
+    position that contains the box equally likely.
+    """
+    h, w = sample.image.shape[:2]
+    x1, y1, x2, y2 = sample.boxes[int(rng.integers(len(sample.boxes)))]
+    top = _window_start(y1, y2, height, h, rng)
+    left = _window_start(x1, x2, width, w, rng)
+    return crop(sample, top, left, height, width)
+
+
+def _window_start(lo: float, hi: float, size: int, extent: int, rng: np.random.Generator) -> int:
+    """A uniform start of a ``size`` window inside ``[0, extent)`` that covers ``[lo, hi)`` if it can."""
+    first = max(0, min(int(np.ceil(hi)) - size, extent - size))
+    last = min(max(int(np.floor(lo)), 0), max(extent - size, 0))
+    if first > last:  # the box is wider than the window: centre the window on it
+        return int(np.clip(round((lo + hi - size) / 2), 0, max(extent - size, 0)))
+    return int(rng.integers(first, last + 1))
+
+
 def hflip(sample: Sample, mirror: Mirror) -> Sample:
     """Mirror image, label and boxes left-right, renaming classes through ``mirror``."""
     w = sample.image.shape[1]
@@ -201,7 +226,10 @@ class TrainTransform:
         scale *= float(rng.uniform(*cfg.scale_range))
         sample = resize(sample, scale)
         if cfg.crop_height is not None and cfg.crop_width is not None:
-            sample = random_crop(sample, cfg.crop_height, cfg.crop_width, rng)
+            if len(sample.boxes) and rng.random() < cfg.box_crop_prob:
+                sample = box_crop(sample, cfg.crop_height, cfg.crop_width, rng)
+            else:
+                sample = random_crop(sample, cfg.crop_height, cfg.crop_width, rng)
         return sample
 
 

@@ -34,6 +34,7 @@ class TrainConfig:
     crop_height: int = 512
     crop_width: int = 1024
     flip: bool = True
+    box_crop_prob: float = 0.0  # box datasets (GTSDB): chance of a crop around one of the sample's boxes
     gtsdb_target: Literal["merge", "box", "shape"] = "merge"
     gtsdb_fallback: Literal["shape", "box"] = "shape"
     gtsdb_ignore_ring: int = 0
@@ -99,6 +100,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError("need 0 < scale_min <= scale_max")
+        if not 0 <= self.box_crop_prob <= 1:
+            raise ValueError("box_crop_prob must be in [0, 1]")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
 
