@@ -3,18 +3,42 @@
 :func:`atomic_write` writes through a temporary file in the target's folder, fsyncs it and renames it
 over the target, so a crash or ``kill -9`` at any moment leaves either the old file or the new one,
 never half of one. :func:`load_torch_file` reads a torch file with ``weights_only=True`` and turns any
-failure into a one-line user error.
+failure into a one-line user error. :func:`file_lock` serialises processes that would build the same
+thing at once (every ``torchrun`` rank generating the demo world on first use).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from multiseg.errors import MultisegError
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block.
+
+    POSIX ``flock``: released by the kernel if the holder dies, so a killed run never leaves a stale
+    lock. Where ``fcntl`` does not exist (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

@@ -33,6 +33,7 @@ from multiseg.config import config_differences, config_from_dict, config_to_dict
 from multiseg.data.io import IMAGE_EXTENSIONS, read_image
 from multiseg.data.pipeline import normalize_on_device
 from multiseg.errors import MultisegError
+from multiseg.files import file_lock
 from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from multiseg.train.distributed import DistInfo, init_distributed
 from multiseg.train.metrics_log import MetricsLog
@@ -384,9 +385,9 @@ def ensure_pretrained(model: str, options: dict[str, Any], root: Path) -> Path:
         from multiseg.data.demo.crops import write_classification_set
 
         size = int(values.get("image_size", 64))
-        values["data"] = str(
-            write_classification_set(Path(root) / "data", n_frames=crop_frames, size=size).root
-        )
+        with file_lock(Path(root) / ".data.lock"):  # torchrun: one rank writes, the others then reuse it
+            crops = write_classification_set(Path(root) / "data", n_frames=crop_frames, size=size)
+        values["data"] = str(crops.root)
     values.update(model=model, out_dir=str(run_dir))
     cfg = config_from_dict(PretrainConfig, values, source="grid pretrain section")
     return pretrain(cfg, run_dir).encoder_path

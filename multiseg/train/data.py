@@ -15,6 +15,7 @@ from multiseg.data.base import SegDataset
 from multiseg.data.pipeline import build_dataset
 from multiseg.data.transforms import EvalTransform, TrainTransform, TransformConfig
 from multiseg.errors import MultisegError
+from multiseg.files import file_lock
 from multiseg.train.config import TrainConfig
 
 #: Split names of each dataset: (train, validation).
@@ -35,10 +36,13 @@ def demo_world_root(seed: int = 0, size: str = "small", announce: bool = True) -
     from multiseg.data.demo import write_demo_world
 
     root = cache_dir() / f"demo_world_seed{seed}_{size}"
-    if not (root / "multiseg_demo.json").is_file():
-        if announce:
-            print(f"multiseg: generating the demo world into {root} (first use only)", flush=True)
-        write_demo_world(root, seed=seed, size=size, force=False)
+    if (root / "multiseg_demo.json").is_file():
+        return root
+    with file_lock(root.parent / f".{root.name}.lock"):  # torchrun ranks: one generates, the rest wait
+        if not (root / "multiseg_demo.json").is_file():
+            if announce:
+                print(f"multiseg: generating the demo world into {root} (first use only)", flush=True)
+            write_demo_world(root, seed=seed, size=size, force=False)
     return root
 
 
@@ -78,6 +82,7 @@ def train_transform(cfg: TrainConfig) -> TrainTransform:
             crop_height=cfg.crop_height,
             crop_width=cfg.crop_width,
             flip_prob=0.5 if cfg.flip else 0.0,
+            box_crop_prob=cfg.box_crop_prob,
         )
     )
 
