@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from multiseg.data import synthetic
+from multiseg.errors import MultisegError
 
 TINY = [
     "resize_width=128",
@@ -253,3 +254,20 @@ def test_class_weighted_heads_must_be_trained_heads(tiny_root: Path, tmp_path: P
     res = _run(["train", str(cfg), "--set", "class_weighted_heads=[gtsdb]"])
     assert res.returncode == 2
     assert "class_weighted_heads" in res.stderr and "gtsdb" in res.stderr
+
+
+def test_dataset_resize_sets_one_dataset_fit_size_for_training_and_validation(tiny_root: Path) -> None:
+    from multiseg.config import load_config
+    from multiseg.train.config import TrainConfig
+    from multiseg.train.data import build_train_datasets, build_val_sets
+
+    resize = "dataset_resize={gtsdb: [272, 160]}"
+    cfg = load_config(TrainConfig, None, [*TINY, f"data_root={tiny_root}", resize])
+    train = {ds.name: ds.transform.config for ds in build_train_datasets(cfg)}
+    assert (train["gtsdb"].fit_width, train["gtsdb"].fit_height) == (272, 160)
+    assert (train["cityscapes"].fit_width, train["cityscapes"].fit_height) == (128, 64)
+    val = {vs.name: vs for vs in build_val_sets(cfg)}
+    assert tuple(val["gtsdb"].dataset[0]["image"].shape[1:]) == (160, 272)  # 136x80 frames, scale 2
+    assert tuple(val["cityscapes"].dataset[0]["image"].shape[1:]) == (64, 128)
+    with pytest.raises(MultisegError, match="dataset_resize: 'lanes' is not in datasets"):
+        load_config(TrainConfig, None, ["dataset_resize={lanes: [1, 1]}"])

@@ -54,7 +54,7 @@ from multiseg.evaluate.upsample import upsample_argmax
 from multiseg.models import MultiHeadSegmenter, model_from_checkpoint
 from multiseg.train.checkpoint import load_checkpoint
 from multiseg.train.config import TrainConfig
-from multiseg.train.data import ValSet, build_val_sets
+from multiseg.train.data import ValSet, build_val_sets, fit_size
 
 
 class ImageOnlyResize:
@@ -256,7 +256,9 @@ class EvalOptions:
 
 def resolution_note(cfg: TrainConfig, full_res: bool) -> str:
     """The sentence the report carries about the protocol."""
-    fit = f"{cfg.resize_width}x{cfg.resize_height}"
+    fit = f"{cfg.resize_width}x{cfg.resize_height}" + "".join(
+        f", {name} {w}x{h}" for name, (w, h) in cfg.dataset_resize.items()
+    )
     if full_res:
         return (f"full resolution (official protocol): images fit {fit} for the network, logits bilinearly "
                 "upsampled to each label's original size")  # fmt: skip
@@ -270,7 +272,8 @@ def build_sets(cfg: TrainConfig, opts: EvalOptions) -> list[ValSet]:
     names = list(cfg.datasets) if opts.heads is None else list(opts.heads)
     if unknown := [h for h in names if h not in cfg.datasets]:
         raise MultisegError(f"--heads: {unknown} not in this model's heads {cfg.datasets}")
-    sub = replace(cfg, datasets=names, reference_dataset=names[0])
+    resize = {k: v for k, v in cfg.dataset_resize.items() if k in names}
+    sub = replace(cfg, datasets=names, reference_dataset=names[0], dataset_resize=resize)
     sets = build_val_sets(sub, which=0 if opts.split == "train" else 1)
     for vs in sets:
         if vs.name == "gtsdb" and opts.gtsdb_masks is not None:
@@ -285,7 +288,7 @@ def build_sets(cfg: TrainConfig, opts: EvalOptions) -> list[ValSet]:
         if opts.full_res:
             for ds in (vs.dataset, vs.pixel_gt):
                 if ds is not None:
-                    ds.transform = ImageOnlyResize(cfg.resize_width, cfg.resize_height)
+                    ds.transform = ImageOnlyResize(*fit_size(cfg, vs.name))
     return sets
 
 

@@ -29,6 +29,7 @@ class TrainConfig:
     train_split_fraction: float | None = None  # GTSDB: None = official 600/300 split (demo: from its marker)
     resize_width: int = 1024  # the paper's rule: scale so the image fits 1024 wide / 512 high
     resize_height: int = 512
+    dataset_resize: dict[str, list[int]] = field(default_factory=dict)  # per dataset [width, height]
     scale_min: float = 0.5
     scale_max: float = 2.0
     crop_height: int = 512
@@ -100,6 +101,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError("need 0 < scale_min <= scale_max")
+        for name, size in self.dataset_resize.items():
+            if name not in self.datasets:
+                raise ValueError(f"dataset_resize: {name!r} is not in datasets {self.datasets}")
+            if len(size) != 2 or min(size) < 1:
+                raise ValueError(f"dataset_resize: {name} needs [width, height] >= 1, got {size}")
         if not 0 <= self.box_crop_prob <= 1:
             raise ValueError("box_crop_prob must be in [0, 1]")
         if self.lr <= 0:

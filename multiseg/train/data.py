@@ -72,12 +72,19 @@ def _options(cfg: TrainConfig, name: str) -> dict[str, object]:
     return {}
 
 
-def train_transform(cfg: TrainConfig) -> TrainTransform:
-    """The paper's augmentation at the configured sizes."""
+def fit_size(cfg: TrainConfig, name: str) -> tuple[int, int]:
+    """The (width, height) box dataset ``name`` is resized to fit: ``dataset_resize`` or the run's."""
+    width, height = cfg.dataset_resize.get(name, (cfg.resize_width, cfg.resize_height))
+    return int(width), int(height)
+
+
+def train_transform(cfg: TrainConfig, name: str) -> TrainTransform:
+    """The paper's augmentation at the configured sizes, for dataset ``name``."""
+    width, height = fit_size(cfg, name)
     return TrainTransform(
         TransformConfig(
-            fit_width=cfg.resize_width,
-            fit_height=cfg.resize_height,
+            fit_width=width,
+            fit_height=height,
             scale_range=(cfg.scale_min, cfg.scale_max),
             crop_height=cfg.crop_height,
             crop_width=cfg.crop_width,
@@ -89,10 +96,13 @@ def train_transform(cfg: TrainConfig) -> TrainTransform:
 
 def build_train_datasets(cfg: TrainConfig) -> list[SegDataset]:
     """The training split of every dataset of the run, in ``cfg.datasets`` order."""
-    transform = train_transform(cfg)
     return [
         build_dataset(
-            name, dataset_root(cfg, name), SPLITS[name][0], transform=transform, **_options(cfg, name)
+            name,
+            dataset_root(cfg, name),
+            SPLITS[name][0],
+            transform=train_transform(cfg, name),
+            **_options(cfg, name),
         )
         for name in cfg.datasets
     ]
@@ -112,9 +122,9 @@ def build_val_sets(cfg: TrainConfig, which: int = 1) -> list[ValSet]:
 
     ``which=0`` builds the training splits the same way (``multiseg eval --split train``).
     """
-    transform = EvalTransform(cfg.resize_width, cfg.resize_height)
     out = []
     for name in cfg.datasets:
+        transform = EvalTransform(*fit_size(cfg, name))
         root = dataset_root(cfg, name)
         split = SPLITS[name][which]
         ds = build_dataset(name, root, split, transform=transform, **_options(cfg, name))
