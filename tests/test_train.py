@@ -269,5 +269,26 @@ def test_dataset_resize_sets_one_dataset_fit_size_for_training_and_validation(ti
     val = {vs.name: vs for vs in build_val_sets(cfg)}
     assert tuple(val["gtsdb"].dataset[0]["image"].shape[1:]) == (160, 272)  # 136x80 frames, scale 2
     assert tuple(val["cityscapes"].dataset[0]["image"].shape[1:]) == (64, 128)
-    with pytest.raises(MultisegError, match="dataset_resize: 'lanes' is not in datasets"):
-        load_config(TrainConfig, None, ["dataset_resize={lanes: [1, 1]}"])
+    with pytest.raises(MultisegError, match="dataset_resize: unknown dataset 'gtsbd'"):
+        load_config(TrainConfig, None, ["dataset_resize={gtsbd: [1, 1]}"])
+    assert load_config(TrainConfig, None, ["datasets=[cityscapes]", resize]).datasets == ["cityscapes"]
+
+
+def test_bf16_autocast_and_channels_last_train_on_cpu(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = _config(
+        tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=1", "amp=bf16", "channels_last=true"
+    )
+    res = _run(["train", str(cfg)])
+    assert res.returncode == 0, res.stderr
+    assert "bfloat16 autocast, channels_last" in res.stdout
+    (row,) = _rows(_only_run_dir(tmp_path / "out"))
+    assert all(np.isfinite(float(row[f"loss/{h}"])) for h in ("cityscapes", "gtsdb", "vistas"))
+
+
+def test_amp_auto_is_bf16_exactly_where_the_device_has_it() -> None:
+    from multiseg.train.engine import autocast_dtype, native_bf16
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("none", cpu) is None and autocast_dtype("fp16", cpu) == torch.float16
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16
+    assert autocast_dtype("auto", cpu) == (torch.bfloat16 if native_bf16(cpu) else None)

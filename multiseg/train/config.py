@@ -73,7 +73,7 @@ class TrainConfig:
     # -- execution -------------------------------------------------------------------------------
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal["none", "bf16", "fp16", "auto"] = "none"  # auto: bf16 where the device has it natively
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False
@@ -102,8 +102,8 @@ class TrainConfig:
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError("need 0 < scale_min <= scale_max")
         for name, size in self.dataset_resize.items():
-            if name not in self.datasets:
-                raise ValueError(f"dataset_resize: {name!r} is not in datasets {self.datasets}")
+            if name not in KNOWN_DATASETS:  # one not in this run is allowed: grids share their settings
+                raise ValueError(f"dataset_resize: unknown dataset {name!r}; known: {list(KNOWN_DATASETS)}")
             if len(size) != 2 or min(size) < 1:
                 raise ValueError(f"dataset_resize: {name} needs [width, height] >= 1, got {size}")
         if not 0 <= self.box_crop_prob <= 1:

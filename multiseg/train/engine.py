@@ -167,7 +167,7 @@ class Trainer:
         self.module = JointModule(
             self.net, self._weighting(), self.names, self.box_opts, self._class_weights()
         ).to(self.device)
-        if cfg.channels_last and self.device.type == "cuda":
+        if cfg.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         if cfg.sync_bn and self.info.distributed and self.device.type == "cuda":
             self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
@@ -180,7 +180,8 @@ class Trainer:
             )
         self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
         self.optimizer = self._optimizer()
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         if cfg.batch_size % self.info.world_size:
             raise MultisegError(
                 f"batch_size {cfg.batch_size} is not divisible by the {self.info.world_size} processes"
@@ -301,10 +302,9 @@ class Trainer:
 
     def _train_step(self, batch: dict[str, Any]) -> StepOutput:
         batch = _to_device(batch, self.device)
-        if self.cfg.channels_last and self.device.type == "cuda":
+        if self.cfg.channels_last:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.amp)
-        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             total, out = self.forward(batch)
         if total is None:
             return out
@@ -356,6 +356,7 @@ class Trainer:
         start = time.time()
         if self.info.is_main:
             save_config(self.cfg, self.run_dir / "config.yaml")
+            print(self._banner(), flush=True)
         stream = self._batches()
         final: dict[str, float] = {}
         stopped = False
@@ -385,6 +386,19 @@ class Trainer:
             final=final,
             stopped_early=stopped,
             seconds=time.time() - start,
+        )
+
+    def _banner(self) -> str:
+        """One line saying what runs where: model, heads, device, precision, budget, run folder."""
+        where = self.device.type if self.device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+        dtype = str(self.amp_dtype).removeprefix("torch.")
+        precision = "fp32" if self.amp_dtype is None else f"{dtype} autocast"
+        layout = ", channels_last" if self.cfg.channels_last else ""
+        procs = f" x {self.info.world_size} processes" if self.info.distributed else ""
+        return (
+            f"multiseg: training {self.cfg.model} on {'+'.join(self.names)}, {where}{procs}, "
+            f"{precision}{layout}, {self.cfg.epochs} epochs of {self.steps_per_epoch} steps; "
+            f"run folder {self.run_dir}"
         )
 
     def _run_epoch(self, stream: Iterator[dict[str, Any]]) -> dict[str, float]:
@@ -425,6 +439,20 @@ class Trainer:
         self.state.running = {}
         self._save("last.pt")
         return row
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of config key ``amp`` on ``device`` (``auto``: bf16 where native, else none)."""
+    if amp == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
 
 def resolve_run(
