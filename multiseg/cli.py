@@ -26,7 +26,11 @@ def _add_demo_data(sub: argparse._SubParsersAction) -> None:
             "seed; another seed gives a different world of the same distribution."
         ),
     )
-    p.add_argument("--root", type=Path, required=True, help="folder to write the three datasets into")
+    p.add_argument(
+        "--root", type=Path,
+        help="folder to write the three datasets into (default: the cache folder `multiseg train` reads, "
+        "~/.cache/multiseg/demo_world_seed<SEED>_<SIZE> or under $MULTISEG_CACHE)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed of the world (default: 0)")
     p.add_argument(
         "--size",
@@ -44,8 +48,10 @@ def _add_demo_data(sub: argparse._SubParsersAction) -> None:
 
 def _run_demo_data(args: argparse.Namespace) -> int:
     from multiseg.data.demo import write_demo_world
+    from multiseg.train.data import demo_world_path
 
-    summary = write_demo_world(args.root, seed=args.seed, size=args.size, force=args.force)
+    root = args.root if args.root is not None else demo_world_path(args.seed, args.size)
+    summary = write_demo_world(root, seed=args.seed, size=args.size, force=args.force)
     print(summary)
     return 0
 

@@ -427,3 +427,17 @@ def test_disk_error_is_a_one_line_user_error(tmp_path: Path, monkeypatch: pytest
         demo.write_demo_world(tmp_path / "w", n_frames=3)
     assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_data_default_root_is_the_cache_folder_train_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from multiseg.train.data import demo_world_path
+
+    monkeypatch.setenv("MULTISEG_CACHE", str(tmp_path))
+    target = tmp_path / "demo_world_seed7_small"
+    assert demo_world_path(7, "small") == target
+    target.mkdir()
+    (target / "notes.txt").write_text("not a demo world")
+    assert main(["demo-data", "--seed", "7"]) == 2  # refuses the foreign folder: the default was used
+    assert str(target) in capsys.readouterr().err

@@ -31,11 +31,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "multiseg"
 
 
+def demo_world_path(seed: int = 0, size: str = "small") -> Path:
+    """Where the cached demo world of ``seed`` and ``size`` lives (whether or not it exists yet)."""
+    return cache_dir() / f"demo_world_seed{seed}_{size}"
+
+
 def demo_world_root(seed: int = 0, size: str = "small", announce: bool = True) -> Path:
     """The demo world in the cache, generated on first use (with a message saying where)."""
     from multiseg.data.demo import write_demo_world
 
-    root = cache_dir() / f"demo_world_seed{seed}_{size}"
+    root = demo_world_path(seed, size)
     if (root / "multiseg_demo.json").is_file():
         return root
     with file_lock(root.parent / f".{root.name}.lock"):  # torchrun ranks: one generates, the rest wait
