@@ -292,3 +292,15 @@ def test_amp_auto_is_bf16_exactly_where_the_device_has_it() -> None:
     assert autocast_dtype("none", cpu) is None and autocast_dtype("fp16", cpu) == torch.float16
     assert autocast_dtype("bf16", cpu) == torch.bfloat16
     assert autocast_dtype("auto", cpu) == (torch.bfloat16 if native_bf16(cpu) else None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_runs_and_validates(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = _config(
+        tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=1", "datasets=[cityscapes]", "compile=true"
+    )
+    res = _run(["train", str(cfg)])
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = _rows(_only_run_dir(tmp_path / "out"))
+    assert np.isfinite(float(row["loss/cityscapes"])) and 0 <= float(row["miou/cityscapes"]) <= 1
