@@ -297,9 +297,8 @@ def test_amp_auto_is_bf16_exactly_where_the_device_has_it() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_training_runs_and_validates(tiny_root: Path, tmp_path: Path) -> None:
-    cfg = _config(
-        tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=1", "datasets=[cityscapes]", "compile=true"
-    )
+    extra = ("epochs=1", "datasets=[cityscapes]", "compile=true")
+    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", *extra)
     res = _run(["train", str(cfg)])
     assert res.returncode == 0, res.stderr[-2000:]
     (row,) = _rows(_only_run_dir(tmp_path / "out"))
