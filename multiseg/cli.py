@@ -186,13 +186,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--force", action="store_true", help="with --resume: accept a config that differs from the saved one"
     )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip corrupt or truncated files with a warning, report them at the end (= --set skip_bad=true)",
+    )
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from multiseg.train.engine import resolve_run, train
 
-    cfg, run_dir, resume = resolve_run(args.config, args.overrides, args.resume, args.force)
+    overrides = [*args.overrides, *(["skip_bad=true"] if args.skip_bad else [])]
+    cfg, run_dir, resume = resolve_run(args.config, overrides, args.resume, args.force)
     print(train(cfg, run_dir, resume=resume).table())
     return 0
 
@@ -320,6 +326,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="report folder (default: RUN/eval-<split>-<resolution>)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers (default: 1)")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave corrupt or truncated files out with a warning and report them (default: stop)",
+    )
     p.set_defaults(func=_run_eval)
 
 
@@ -329,7 +340,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     opts = EvalOptions(
         split=args.split, full_res=args.full_res, data=args.data, gtsdb_masks=args.gtsdb_masks,
         heads=args.heads.split(",") if args.heads else None, max_samples=args.max_samples,
-        device=args.device, workers=args.workers,
+        device=args.device, workers=args.workers, skip_bad=args.skip_bad,
     )  # fmt: skip
     print(run_eval(args.run, opts, args.out))
     return 0

@@ -32,6 +32,13 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from multiseg.data.fastgeom import (
+    CropGeometry,
+    apply_geometry,
+    flip_resize_boxes,
+    nearest_indices,
+    uniform_window,
+)
 from multiseg.data.labels import IGNORE_INDEX
 
 
@@ -118,11 +125,6 @@ def resize(sample: Sample, scale: float) -> Sample:
     return replace(sample, image=image, label=label, boxes=boxes)
 
 
-def nearest_indices(n_src: int, n_dst: int) -> np.ndarray:
-    """Source index of each destination pixel, ``floor((j + 0.5) * n_src / n_dst)`` computed exactly."""
-    return ((2 * np.arange(n_dst, dtype=np.int64) + 1) * n_src) // (2 * n_dst)
-
-
 def resize_label(label: np.ndarray, width: int, height: int) -> np.ndarray:
     """Nearest-neighbour resize of a label map (pixel-centre aligned, exact; see module docstring)."""
     h, w = label.shape[:2]
@@ -161,10 +163,16 @@ def box_crop(sample: Sample, height: int, width: int, rng: np.random.Generator) 
     position that contains the box equally likely.
     """
     h, w = sample.image.shape[:2]
-    x1, y1, x2, y2 = sample.boxes[int(rng.integers(len(sample.boxes)))]
-    top = _window_start(y1, y2, height, h, rng)
-    left = _window_start(x1, x2, width, w, rng)
+    top, left = box_window(sample.boxes, height, width, h, w, rng)
     return crop(sample, top, left, height, width)
+
+
+def box_window(
+    boxes: np.ndarray, height: int, width: int, frame_height: int, frame_width: int, rng: np.random.Generator
+) -> tuple[int, int]:
+    """(top, left) of :func:`box_crop`'s window for ``boxes`` in a frame of the given size."""
+    x1, y1, x2, y2 = boxes[int(rng.integers(len(boxes)))]
+    return _window_start(y1, y2, height, frame_height, rng), _window_start(x1, x2, width, frame_width, rng)
 
 
 def _window_start(lo: float, hi: float, size: int, extent: int, rng: np.random.Generator) -> int:
@@ -211,6 +219,10 @@ class TrainTransform:
     half-integers: flipping after a resize would swap which side of a box edge a tie falls on (the
     half-open convention is not mirror-symmetric), breaking the exact box/label agreement. Since the
     crop position is uniform, the order does not change the distribution of crops.
+
+    The three steps run as one (:mod:`multiseg.data.fastgeom`): only the pixels the crop keeps are
+    resampled, with the same result as :func:`hflip`, :func:`resize` and :func:`crop` in a row
+    (labels and boxes identical, images within 1 grey level) and the same draws from ``rng``.
     """
 
     def __init__(self, config: TransformConfig | None = None) -> None:
@@ -219,18 +231,20 @@ class TrainTransform:
     def __call__(self, sample: Sample, mirror: Mirror, rng: np.random.Generator) -> Sample:
         """Augment one sample; all randomness comes from ``rng`` (scale, crop position, flip)."""
         cfg = self.config
-        if rng.random() < cfg.flip_prob and mirror.can_flip(sample.box_classes):
-            sample = hflip(sample, mirror)
+        flip = bool(rng.random() < cfg.flip_prob and mirror.can_flip(sample.box_classes))
         h, w = sample.image.shape[:2]
         scale = fit_scale(w, h, cfg.fit_width, cfg.fit_height, cfg.allow_upscale)
         scale *= float(rng.uniform(*cfg.scale_range))
-        sample = resize(sample, scale)
+        geom = CropGeometry.whole(w, h, scale, flip)
         if cfg.crop_height is not None and cfg.crop_width is not None:
+            ch, cw = cfg.crop_height, cfg.crop_width
             if len(sample.boxes) and rng.random() < cfg.box_crop_prob:
-                sample = box_crop(sample, cfg.crop_height, cfg.crop_width, rng)
+                boxes = flip_resize_boxes(sample.boxes, geom)
+                top, left = box_window(boxes, ch, cw, geom.resized_height, geom.resized_width, rng)
             else:
-                sample = random_crop(sample, cfg.crop_height, cfg.crop_width, rng)
-        return sample
+                top, left = uniform_window(geom, ch, cw, rng)
+            geom = geom.with_window(top, left, ch, cw)
+        return apply_geometry(sample, mirror, geom)
 
 
 class EvalTransform:

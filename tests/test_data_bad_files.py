@@ -1,0 +1,122 @@
+"""Corrupt or truncated files: one-line errors naming the file (also from DataLoader workers), or with
+``skip_bad`` a skip that is warned about, counted and reported."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from multiseg.data.io import FileError, read_image
+from multiseg.data.pipeline import SkippedFiles, build_dataset, build_train_loader
+from multiseg.data.synthetic import write_cityscapes
+from multiseg.data.transforms import TrainTransform, TransformConfig
+from multiseg.errors import MultisegError
+
+CFG = TransformConfig(fit_width=96, fit_height=48, crop_height=32, crop_width=64)
+
+
+def _truncate(path: Path) -> None:
+    """Cut a real PNG in half, as an interrupted copy or download leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err)
+    assert "\n" not in text, text
+    return text
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_truncated_png_is_a_one_line_error_naming_the_file(tmp_path: Path, workers: int) -> None:
+    """torch re-raises a worker's exception with the worker's traceback; FileError keeps one line."""
+    images = write_cityscapes(tmp_path, "train", {"aachen": 4}, size=(96, 48))
+    _truncate(images[2])
+    ds = build_dataset("cityscapes", tmp_path, "train", transform=TrainTransform(CFG))
+    loader, _, _ = build_train_loader([ds], batch_size=2, num_workers=workers, policy="none")
+    with pytest.raises(MultisegError) as exc:
+        list(loader)
+    assert _one_line(exc.value) == f"{images[2]}: truncated PNG (no IEND chunk)"
+
+
+def test_file_error_survives_pickling_and_leaves_plain_messages_alone() -> None:
+    err = FileError("/data/a.png: truncated PNG (no IEND chunk)")
+    assert str(pickle.loads(pickle.dumps(err))) == str(err) == "/data/a.png: truncated PNG (no IEND chunk)"
+    wrapped = (
+        "Caught FileError in DataLoader worker process 3.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n    raise FileError(m)\n'
+        "multiseg.data.io.FileError: /data/a.png: truncated PNG (no IEND chunk)\n"
+    )
+    assert str(FileError(wrapped)) == "/data/a.png: truncated PNG (no IEND chunk)"
+    assert str(FileError("Caught something else")) == "Caught something else"
+
+
+def test_real_truncated_png_is_rejected_by_the_reader(tmp_path: Path) -> None:
+    (image,) = write_cityscapes(tmp_path, "train", {"aachen": 1}, size=(96, 48))
+    _truncate(image)
+    with pytest.raises(FileError, match="truncated PNG") as exc:
+        read_image(image)
+    assert str(image) in _one_line(exc.value)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_skip_bad_skips_warns_counts_and_reports(tmp_path: Path, workers: int) -> None:
+    """Counts come back from worker processes through the batches (warnings print in the workers)."""
+    images = write_cityscapes(tmp_path, "train", {"aachen": 6}, size=(96, 48))
+    _truncate(images[1])
+    _truncate(images[4])
+    ds = build_dataset("cityscapes", tmp_path, "train", transform=TrainTransform(CFG), skip_bad=True)
+    loader, sampler, _ = build_train_loader([ds], batch_size=2, num_workers=workers, policy="none")
+    skipped, seen = SkippedFiles(), []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            for batch in loader:
+                skipped.add(batch)
+                seen += batch["path"]
+    assert len(seen) == 12 and str(images[1]) not in seen and str(images[4]) not in seen
+    assert skipped.files == 2 and sum(skipped.counts.values()) == 4  # each drawn once per epoch
+    report = skipped.report()
+    assert report == f"warning: skipped 2 unreadable file(s) (4 time(s), skip_bad): {images[1]}, {images[4]}"
+    if workers == 0:  # a forked worker inherits pytest's warning recorder, so only here can the test see it
+        warned = [str(w.message) for w in caught]
+        assert f"skipping bad sample: {images[1]}: truncated PNG (no IEND chunk)" in warned
+
+
+def test_skipped_files_marks_stand_in_batches_and_reports_nothing_when_clean() -> None:
+    counter = SkippedFiles()
+    assert counter.add({"skipped": []}) is False and counter.add({}) is False
+    assert counter.report() == ""
+    assert counter.add({"skipped": ["/d/b.png", "/d/a.png"]}) is True
+    counter.add({"skipped": ["/d/b.png", "/d/c.png", "/d/e.png"]})
+    assert counter.report() == (
+        "warning: skipped 4 unreadable file(s) (5 time(s), skip_bad): /d/a.png, /d/b.png, /d/c.png (+1 more)"
+    )
+
+
+def test_cli_train_stops_on_a_truncated_image_with_one_line(tmp_path: Path) -> None:
+    """``multiseg train`` (1 DataLoader worker) exits 2 with one line naming the file."""
+    images = write_cityscapes(tmp_path / "cityscapes", "train", {"aachen": 4}, size=(128, 64))
+    write_cityscapes(tmp_path / "cityscapes", "val", {"frankfurt": 1}, size=(128, 64), seed=1)
+    _truncate(images[1])
+    config = tmp_path / "run.yaml"  # a config file, so the demo-run defaults do not apply
+    config.write_text(
+        f"data_root: {tmp_path}\nout_dir: {tmp_path / 'runs'}\ndatasets: [cityscapes]\nresize_width: 128\n"
+        "resize_height: 64\ncrop_height: 64\ncrop_width: 128\nworkers: 1\nthreads: 1\nepochs: 1\n"
+        "batch_size: 4\n"
+    )
+    exe = shutil.which("multiseg", path=str(Path(sys.executable).parent))
+    args = [*([exe] if exe else [sys.executable, "-m", "multiseg.cli"]), "train", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2
+    errors = [line for line in res.stderr.splitlines() if "error" in line]
+    assert errors == [f"multiseg train: error: {images[1]}: truncated PNG (no IEND chunk)"]
