@@ -38,7 +38,7 @@ from tqdm import tqdm
 from multiseg.config import config_from_dict, read_yaml_mapping
 from multiseg.data.base import SegDataset
 from multiseg.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_NUM_CLASSES, vistas_to_cityscapes_lut
-from multiseg.data.pipeline import collate, normalize_on_device
+from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
 from multiseg.data.transforms import Mirror, Sample, fit_scale
 from multiseg.errors import MultisegError
 from multiseg.evaluate.metrics import ConfusionMatrix
@@ -208,8 +208,14 @@ def evaluate_set(
     device: torch.device,
     max_samples: int | None,
     workers: int,
+    skipped: SkippedFiles | None = None,
 ) -> None:
-    """Fill every probe's confusion matrix over one validation set (one image at a time)."""
+    """Fill every probe's confusion matrix over one validation set (one image at a time).
+
+    A batch standing in for a corrupt file (``skip_bad``) is counted in ``skipped`` and left out: its
+    sample is the next readable one, evaluated at its own index anyway.
+    """
+    skipped = skipped if skipped is not None else SkippedFiles()
     for p in probes:
         p.cm = ConfusionMatrix(len(p.classes), device=device)
     heads = sorted({p.head for p in probes})
@@ -218,6 +224,8 @@ def evaluate_set(
         loaders.append(_loader(vs.pixel_gt, max_samples, workers))
     total = len(loaders[0])
     for batches in tqdm(zip(*loaders, strict=True), total=total, desc=f"eval {vs.name}", leave=False):
+        if skipped.add(batches[0]) or any(b["skipped"] for b in batches[1:]):
+            continue
         labels = [b["label"][0].to(device) for b in batches]
         preds = _predict(net, batches[0]["image"].to(device), heads, tuple(labels[0].shape))
         for p in probes:
@@ -252,6 +260,7 @@ class EvalOptions:
     max_samples: int | None = None
     device: str = "auto"
     workers: int = 1
+    skip_bad: bool = False  # leave corrupt files out (counted, reported) instead of stopping
 
 
 def resolution_note(cfg: TrainConfig, full_res: bool) -> str:
@@ -285,22 +294,27 @@ def build_sets(cfg: TrainConfig, opts: EvalOptions) -> list[ValSet]:
                 label_source="pixel_masks", pixel_masks_dir=opts.gtsdb_masks, policy=vs.dataset.policy,
                 ring=vs.dataset.ring,
             )  # fmt: skip
-        if opts.full_res:
-            for ds in (vs.dataset, vs.pixel_gt):
-                if ds is not None:
+        for ds in (vs.dataset, vs.pixel_gt):
+            if ds is not None:
+                ds.skip_bad = opts.skip_bad
+                if opts.full_res:
                     ds.transform = ImageOnlyResize(*fit_size(cfg, vs.name))
     return sets
 
 
 def evaluate(
-    model: MultiHeadSegmenter, cfg: TrainConfig, opts: EvalOptions, device: torch.device
+    model: MultiHeadSegmenter,
+    cfg: TrainConfig,
+    opts: EvalOptions,
+    device: torch.device,
+    skipped: SkippedFiles | None = None,
 ) -> list[EvalResult]:
-    """Every requested head on its dataset(s); see the module docstring."""
+    """Every requested head on its dataset(s); see the module docstring. ``skipped`` counts skip_bad skips."""
     model.to(device).eval()
     results = []
     for vs in build_sets(cfg, opts):
         probes = probes_for(vs, dict(model.num_classes))
-        evaluate_set(model, vs, probes, device, opts.max_samples, opts.workers)
+        evaluate_set(model, vs, probes, device, opts.max_samples, opts.workers, skipped)
         results.extend(_result(p, vs.dataset.split) for p in probes)
     return results
 
@@ -341,16 +355,18 @@ def run_eval(path: Path, opts: EvalOptions, out: Path | None) -> str:
     out = prepare_out_dir(out if out is not None else (run_dir or ckpt.parent) / tag)
     device = resolve_device(opts.device)
     start = time.perf_counter()
-    results = evaluate(model, cfg, opts, device)
+    skipped = SkippedFiles()
+    results = evaluate(model, cfg, opts, device, skipped)
     resolution = resolution_note(cfg, opts.full_res)
     meta = {
         "checkpoint": str(ckpt), "model": model.name, "heads": dict(model.num_classes), "split": opts.split,
         "full_res": opts.full_res, "resolution": resolution, "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(time.perf_counter() - start, 2), "skipped_files": sorted(skipped.counts),
     }  # fmt: skip
     write_report(results, meta, out, resolution)
     files = "eval.json, eval.csv, iou_*.png, confusion_*.png"
-    return f"{format_table(results, resolution)}\nreport: {out} ({files})"
+    report = f"{format_table(results, resolution)}\nreport: {out} ({files})"
+    return f"{report}\n{skipped.report()}" if skipped.counts else report
 
 
 def mean_of(results: list[EvalResult], head: str, dataset: str, target: str, group: str = "miou") -> float:

@@ -44,6 +44,7 @@ class TrainConfig:
     lanes_other: Literal["train", "ignore"] = "train"
     balance: Literal["replicate", "none", "weighted"] = "replicate"
     workers: int = 2
+    skip_bad: bool = False  # corrupt/truncated files: skip with a warning, count, report (else: error)
     val_max_samples: int | None = None  # cap per dataset, for quick validation on large sets
 
     # -- model -----------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ def build_train_datasets(cfg: TrainConfig) -> list[SegDataset]:
             dataset_root(cfg, name),
             SPLITS[name][0],
             transform=train_transform(cfg, name),
+            skip_bad=cfg.skip_bad,
             **_options(cfg, name),
         )
         for name in cfg.datasets
@@ -132,7 +133,9 @@ def build_val_sets(cfg: TrainConfig, which: int = 1) -> list[ValSet]:
         transform = EvalTransform(*fit_size(cfg, name))
         root = dataset_root(cfg, name)
         split = SPLITS[name][which]
-        ds = build_dataset(name, root, split, transform=transform, **_options(cfg, name))
+        ds = build_dataset(
+            name, root, split, transform=transform, skip_bad=cfg.skip_bad, **_options(cfg, name)
+        )
         pixel = None
         if name == "gtsdb":
             masks = true_masks_dir(root)
@@ -142,6 +145,7 @@ def build_val_sets(cfg: TrainConfig, which: int = 1) -> list[ValSet]:
                     root,
                     split,
                     transform=transform,
+                    skip_bad=cfg.skip_bad,
                     label_source="pixel_masks",
                     pixel_masks_dir=masks,
                     **_options(cfg, name),

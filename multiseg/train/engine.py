@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from multiseg.config import config_to_dict, save_config
-from multiseg.data.pipeline import build_train_loader
+from multiseg.data.pipeline import SkippedFiles, build_train_loader
 from multiseg.data.sampler import samples_per_dataset
 from multiseg.errors import MultisegError
 from multiseg.models import create_model
@@ -120,6 +120,7 @@ class TrainSummary:
     final: dict[str, float]
     stopped_early: bool
     seconds: float
+    skipped: str = ""  # SkippedFiles.report() of a skip_bad run ("" when nothing was skipped)
 
     def table(self) -> str:
         """The final summary table printed at the end of a run."""
@@ -127,6 +128,8 @@ class TrainSummary:
         lines.append(f"best mean mIoU: {self.best_score:.4f} at epoch {self.best_epoch}")
         if self.stopped_early:
             lines.append("stopped early (no improvement within the patience)")
+        if self.skipped:
+            lines.append(self.skipped)
         lines.append(f"{'metric':<28} {'last epoch':>10}")
         for key, value in sorted(self.final.items()):
             if key.startswith(("miou/", "pseudo_iou/", "weight/")):
@@ -150,6 +153,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.train_sets = build_train_datasets(cfg)
         self.val_sets = build_val_sets(cfg)
+        self.skipped = SkippedFiles()  # corrupt files skipped under skip_bad, reported at the end
         self.names = [d.name for d in self.train_sets]
         self.net = create_model(
             cfg.model,
@@ -289,6 +293,7 @@ class Trainer:
         while True:
             for batch in self.loader:
                 self.state.sampler_batch += 1
+                self.skipped.add(batch)
                 yield batch
             self.state.sampler_epoch += 1
             self.state.sampler_batch = 0
@@ -386,7 +391,19 @@ class Trainer:
             final=final,
             stopped_early=stopped,
             seconds=time.time() - start,
+            skipped=self._skipped_report(),
         )
+
+    def _skipped_report(self) -> str:
+        """The skip_bad report over all ranks (each rank only sees its own shard's batches)."""
+        counts = [dict(self.skipped.counts)]
+        if self.info.distributed:
+            counts = [{} for _ in range(self.info.world_size)]
+            torch.distributed.all_gather_object(counts, dict(self.skipped.counts))
+        total = SkippedFiles()
+        for c in counts:
+            total.counts.update(c)
+        return total.report()
 
     def _banner(self) -> str:
         """One line saying what runs where: model, heads, device, precision, budget, run folder."""
@@ -426,7 +443,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{float(out.losses['total']):.3f}", lr=f"{lr:.2e}")
         row = {"lr": lr, **self._epoch_stats()}
         if (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 == self.cfg.epochs:
-            row.update(validate(self.module.net, self.val_sets, self.cfg, self.device, self.info))
+            net, info = self.module.net, self.info
+            row.update(validate(net, self.val_sets, self.cfg, self.device, info, self.skipped))
             miou = [v for k, v in row.items() if k.startswith("miou/") and not math.isnan(v)]
             score = sum(miou) / len(miou) if miou else float("nan")
             row["miou/mean"] = score

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from multiseg.data.labels import CITYSCAPES_TRAFFIC_SIGN
-from multiseg.data.pipeline import collate, normalize_on_device
+from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
 from multiseg.evaluate.metrics import ConfusionMatrix
 from multiseg.train.box_targets import BoxTargetOptions, merge_sample
 from multiseg.train.config import TrainConfig
@@ -43,9 +43,19 @@ def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
 
 @torch.inference_mode()
 def validate(
-    net: nn.Module, val_sets: list[ValSet], cfg: TrainConfig, device: torch.device, info: DistInfo
+    net: nn.Module,
+    val_sets: list[ValSet],
+    cfg: TrainConfig,
+    device: torch.device,
+    info: DistInfo,
+    skipped: SkippedFiles | None = None,
 ) -> dict[str, float]:
-    """Evaluate every head on its validation split; see the module docstring for the keys."""
+    """Evaluate every head on its validation split; see the module docstring for the keys.
+
+    With ``skip_bad``, a batch standing in for a corrupt file is counted in ``skipped`` and left out
+    (its sample is the next readable one, evaluated at its own index anyway).
+    """
+    skipped = skipped if skipped is not None else SkippedFiles()
     was_training = net.training
     net.eval()
     results: dict[str, float] = {}
@@ -53,19 +63,21 @@ def validate(
     try:
         for vs in val_sets:
             if vs.name == "gtsdb" and vs.pixel_gt is not None:
-                results.update(_validate_gtsdb(net, vs, cfg, device, info, "cityscapes" in heads))
+                results.update(_validate_gtsdb(net, vs, cfg, device, info, "cityscapes" in heads, skipped))
             else:
-                results[f"miou/{vs.name}"] = _validate_dense(net, vs, cfg, device, info)
+                results[f"miou/{vs.name}"] = _validate_dense(net, vs, cfg, device, info, skipped)
     finally:
         net.train(was_training)
     return results
 
 
 def _validate_dense(
-    net: nn.Module, vs: ValSet, cfg: TrainConfig, device: torch.device, info: DistInfo
+    net: nn.Module, vs: ValSet, cfg: TrainConfig, device: torch.device, info: DistInfo, skipped: SkippedFiles
 ) -> float:
     cm = ConfusionMatrix(vs.dataset.num_classes, device=device)
     for batch in _loader(vs.dataset, cfg, info):
+        if skipped.add(batch):
+            continue
         logits = net(normalize_on_device(batch["image"].to(device)), heads=[vs.name])[vs.name]
         cm.update(logits.argmax(1), batch["label"].to(device))
     cm.all_reduce()
@@ -73,7 +85,13 @@ def _validate_dense(
 
 
 def _validate_gtsdb(
-    net: nn.Module, vs: ValSet, cfg: TrainConfig, device: torch.device, info: DistInfo, with_cityscapes: bool
+    net: nn.Module,
+    vs: ValSet,
+    cfg: TrainConfig,
+    device: torch.device,
+    info: DistInfo,
+    with_cityscapes: bool,
+    skipped: SkippedFiles,
 ) -> dict[str, float]:
     n = vs.dataset.num_classes
     boxes_cm, true_cm, pseudo_cm = (ConfusionMatrix(n, device=device) for _ in range(3))
@@ -83,6 +101,8 @@ def _validate_gtsdb(
     for box_batch, true_batch in zip(
         _loader(vs.dataset, cfg, info), _loader(vs.pixel_gt, cfg, info), strict=True
     ):
+        if skipped.add(box_batch) or true_batch["skipped"]:
+            continue
         heads = ["gtsdb", "cityscapes"] if with_cityscapes else ["gtsdb"]
         out = net(normalize_on_device(box_batch["image"].to(device)), heads=heads)
         pred = out["gtsdb"].argmax(1)
