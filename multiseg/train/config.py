@@ -117,19 +117,30 @@ def demo_overrides() -> dict[str, object]:
     """What ``multiseg train`` changes from the paper's recipe for the default demo-world run.
 
     The demo world's frames are 4x smaller than the real ones, and the run must finish in about
-    10 minutes on 2 CPU cores, so resolution and budget shrink; the recipe itself (optimiser, schedule,
-    loss weighting, box targets, balancing) stays the paper's.
+    10 minutes on 2 CPU cores, so resolution and budget shrink: Cityscapes and Vistas fit 256x128.
+    The demo GTSDB frames are only 2x smaller than the real ones, so they fit 512x256, which gives
+    its signs the pixel sizes they have in the paper's 1024x512 training, and crops are centred on
+    a sign 80% of the time (a few small signs per large frame). bf16 autocast and channels_last
+    where the CPU (or GPU) computes bf16 natively: 1.8x faster steps on the AVX512-BF16 CPUs of
+    the project. The recipe itself (optimiser, schedule, loss weighting, box targets, balancing)
+    stays the paper's; GTSDB's sign classes get ENet class weights so that its head does not settle
+    on "everything is background".
     """
     return {
         "resize_width": 256,
         "resize_height": 128,
+        "dataset_resize": {"gtsdb": [512, 256]},
         "crop_height": 128,
         "crop_width": 256,
         "scale_min": 0.75,
         "scale_max": 1.5,
-        "epochs": 16,
+        "box_crop_prob": 0.8,
+        "class_weighted_heads": ["gtsdb"],
+        "epochs": 24,
         "lr": 2e-3,
         "patience": 0,
         "workers": 1,
+        "amp": "auto",
+        "channels_last": True,
         "out_dir": "runs/demo",
     }
