@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/bench_models.py --threads 2 --rounds 3 --min-time 3 \\
-        [--reference-dir DIR] [--models enet erfnet ...] [--json out.json]
+        [--reference-dir DIR] [--models enet erfnet ...] [--eager plain folded folded_cl] \\
+        [--ort fp32 fp32_spin int8] [--calib-images DIR] [--calib-count N] [--json out.json]
 
 For every model and round, each variant is timed for ``--min-time`` seconds (batch 1, eval,
 ``torch.inference_mode()``, 10 warm-up runs, median per round); the table gives the median of the
@@ -14,21 +15,32 @@ per-round medians and the ratio to the baseline. Variants:
   multiseg, and ERFNet's is CC BY-NC, so fetch them yourself);
 * ``plain``: multiseg's network, eager, NCHW, BatchNorm kept (the straightforward eager version);
 * ``folded``: BN folded into the convs; ``folded_cl``: the same in channels_last;
-* ``onnxruntime``: the folded network exported to ONNX (static shape) and run by ONNX Runtime on the
-  same number of threads.
+* ``ort_fp32``: the folded network exported to ONNX (static shape) and run by ONNX Runtime on the same
+  number of intra-op threads (inter-op 1, all graph optimisations), intra-op spinning off;
+* ``ort_fp32_spin``: the same with ORT's default spinning (idle workers busy-wait between ops);
+* ``ort_int8``: that graph after static int8 quantisation (QDQ, per-channel weights, ``--calib-count``
+  calibration inputs, random or from ``--calib-images``), spinning off; its accuracy against fp32 torch
+  (max |logit diff|, argmax agreement on two held-out inputs) is printed on the model's line.
 
-The baseline is ``reference`` when available, else ``plain``. Rounds interleave the variants so that
-load from other processes on a shared host hits all of them alike; still, compare ratios, not ms.
+The baseline is ``reference`` when available, else the first eager variant. Rounds interleave the
+variants so that load from other processes on a shared host hits all of them alike; still, compare
+ratios, not ms. On a host whose cores are busy with other jobs, busy-waiting worker threads slow every
+variant down (torch's OpenMP threads about 3x at 2 threads, measured on ENet's reference): run with
+``OMP_WAIT_POLICY=PASSIVE`` in the environment there, the eager counterpart of ORT's spinning off
+(the protocol line prints it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 
@@ -36,7 +48,16 @@ import torch
 from torch import nn
 
 from multiseg.bench import time_callable
-from multiseg.export import export_onnx, ort_session
+from multiseg.export import (
+    Int8Accuracy,
+    calibration_inputs,
+    export_onnx,
+    int8_accuracy,
+    int8_text,
+    ort_session,
+    ort_settings_text,
+    quantize_int8,
+)
 from multiseg.models import create_model, fold_batchnorm, list_models
 
 #: model -> (file in --reference-dir, class name, constructor kwargs, source repository)
@@ -51,6 +72,12 @@ REFERENCES: dict[str, tuple[str, str, dict, str]] = {
     ),
     "edanet": ("edanet.py", "EDANet", {"num_classes": 19}, "wpf535236337/pytorch_EDANet EDANet.py"),
 }
+
+
+#: ONNX Runtime variants: fp32 (spinning off), fp32 with ORT's default spinning, int8 (spinning off).
+ORT_VARIANTS = ("fp32", "fp32_spin", "int8")
+#: multiseg's eager variants.
+EAGER_VARIANTS = ("plain", "folded", "folded_cl")
 
 
 class _Holder(nn.Module):
@@ -97,9 +124,16 @@ def _torch_runner(net: nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 
 def variants(
-    name: str, size: tuple[int, int], ref_dir: Path | None, workdir: Path
-) -> dict[str, Callable[[], object]]:
-    """Every runner to time for ``name``."""
+    name: str,
+    size: tuple[int, int],
+    ref_dir: Path | None,
+    workdir: Path,
+    ort: tuple[str, ...] = ORT_VARIANTS,
+    calib_images: Path | None = None,
+    calib_count: int = 8,
+    eager: tuple[str, ...] = EAGER_VARIANTS,
+) -> tuple[dict[str, Callable[[], object]], Int8Accuracy | None]:
+    """Every runner to time for ``name``, and the int8 graph's accuracy when ``int8`` is in ``ort``."""
     x = torch.randn(1, 3, *size)
     model = create_model(name, heads={"cityscapes": 19}).eval()
     folded = fold_batchnorm(model)
@@ -107,14 +141,47 @@ def variants(
     runners: dict[str, Callable[[], object]] = {}
     if ref_dir is not None and (ref := reference_model(name, ref_dir)) is not None:
         runners["reference"] = _torch_runner(ref, x)
-    runners["plain"] = _torch_runner(model, x)
-    runners["folded"] = _torch_runner(folded, x)
-    runners["folded_cl"] = _torch_runner(folded_cl, x.contiguous(memory_format=torch.channels_last))
+    if "plain" in eager:
+        runners["plain"] = _torch_runner(model, x)
+    if "folded" in eager:
+        runners["folded"] = _torch_runner(folded, x)
+    if "folded_cl" in eager:
+        runners["folded_cl"] = _torch_runner(folded_cl, x.contiguous(memory_format=torch.channels_last))
     path = export_onnx(model, workdir / f"{name}.onnx", sample_size=size, dynamic=False)
-    session = ort_session(path, threads=torch.get_num_threads())
     feed = {"input": x.numpy()}
-    runners["onnxruntime"] = lambda: session.run(None, feed)
-    return runners
+    threads = torch.get_num_threads()
+    accuracy = None
+    for variant in ort:
+        graph = path
+        if variant == "int8":
+            calibration = calibration_inputs(size, calib_count, calib_images, seed=1)
+            graph = quantize_int8(path, workdir / f"{name}.int8.onnx", calibration)
+            held_out = calibration_inputs(size, 2, calib_images, seed=2, skip=calib_count)
+            accuracy = int8_accuracy(model, graph, held_out)
+        session = ort_session(graph, threads=threads, spinning=variant == "fp32_spin")
+        runners[f"ort_{variant}"] = lambda s=session: s.run(None, feed)
+    return runners, accuracy
+
+
+def alternate_times(
+    runners: dict[str, Callable[[], object]], warmup: int, min_time: float
+) -> dict[str, list[float]]:
+    """Per-call ms of every runner, called in turn (A B C A B C ...) for >= ``min_time`` s per runner.
+
+    Every variant gets the same number of calls, and call ``i`` of each falls in the same cycle, so load
+    from other processes hits them alike and ``t_variant[i] / t_baseline[i]`` are paired ratios.
+    """
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {v: [] for v in runners}
+    start = time.perf_counter()
+    while len(times[next(iter(times))]) < 3 or time.perf_counter() - start < min_time * len(runners):
+        for variant, run in runners.items():
+            t0 = time.perf_counter()
+            run()
+            times[variant].append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,31 +194,79 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--reference-dir", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--alternate",
+        action="store_true",
+        help="call the variants in turn, one run each, instead of one block of runs per variant; the ratio "
+        "is then the median of per-cycle ratios to the baseline (robust to load that changes over seconds)",
+    )
+    parser.add_argument("--eager", nargs="*", default=list(EAGER_VARIANTS), choices=EAGER_VARIANTS)
+    parser.add_argument("--ort", nargs="*", default=list(ORT_VARIANTS), choices=ORT_VARIANTS)
+    parser.add_argument("--calib-images", type=Path, help="int8 calibration images (default: random inputs)")
+    parser.add_argument("--calib-count", type=int, default=8)
     args = parser.parse_args(argv)
+    import onnxruntime
+
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
     print(
         f"protocol: batch 1, input 1x3x{size[0]}x{size[1]}, eval + inference_mode, {args.threads} threads, "
-        f"warm-up {args.warmup}, {args.rounds} interleaved rounds of >= {args.min_time:g} s per variant, "
-        f"median per round, table = median of round medians; torch {torch.__version__}",
+        f"warm-up {args.warmup}, {args.rounds} interleaved rounds of >= {args.min_time:g} s per variant"
+        + (", variants called in turn one run at a time" if args.alternate else "")
+        + ", median per round, table = median of round medians"
+        + (" and median of per-cycle ratios to the baseline" if args.alternate else "")
+        + f"; torch {torch.__version__} "
+        f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); onnxruntime "
+        f"{onnxruntime.__version__}: static-shape opset-18 graph, {ort_settings_text(args.threads, False)} "
+        f"(ort_fp32_spin: spinning on); {int8_text('qdq', args.calib_count, args.calib_images)}",
         flush=True,
     )
     results: dict[str, dict[str, list[float]]] = {}
+    accuracies: dict[str, dict] = {}
+    ratios: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="multiseg-bench-") as tmp:
         for name in args.models:
-            runners = variants(name, size, args.reference_dir, Path(tmp))
+            runners, accuracy = variants(
+                name, size, args.reference_dir, Path(tmp), tuple(args.ort),
+                args.calib_images, args.calib_count, tuple(args.eager),
+            )  # fmt: skip
             results[name] = {v: [] for v in runners}
+            base = "reference" if "reference" in runners else next(iter(runners))
+            paired: dict[str, list[float]] = {v: [] for v in runners}
             for _ in range(args.rounds):
-                for variant, run in runners.items():
-                    times = time_callable(run, args.warmup, args.min_time, lambda: None)
-                    results[name][variant].append(statistics.median(times))
+                if args.alternate:
+                    times = alternate_times(runners, args.warmup, args.min_time)
+                else:
+                    times = {
+                        v: time_callable(run, args.warmup, args.min_time, lambda: None)
+                        for v, run in runners.items()
+                    }
+                for variant, ts in times.items():
+                    results[name][variant].append(statistics.median(ts))
+                    if args.alternate:
+                        paired[variant] += [t / b for t, b in zip(ts, times[base], strict=True)]
             row = {v: statistics.median(m) for v, m in results[name].items()}
-            base = "reference" if "reference" in row else "plain"
-            cells = "  ".join(f"{v} {ms:7.1f} ms ({ms / row[base]:.2f}x)" for v, ms in row.items())
+            ratio = {
+                v: statistics.median(paired[v]) if args.alternate else ms / row[base] for v, ms in row.items()
+            }
+            ratios[name] = ratio
+            cells = "  ".join(f"{v} {ms:7.1f} ms ({ratio[v]:.2f}x)" for v, ms in row.items())
             print(f"{name:<8} {cells}   [per-round: {json.dumps(results[name])}]", flush=True)
+            if accuracy is not None:
+                accuracies[name] = asdict(accuracy)
+                print(f"{name:<8} int8 vs fp32 torch: {accuracy.text()}", flush=True)
     if args.json:
         args.json.write_text(
-            json.dumps({"size": size, "threads": args.threads, "results": results}, indent=2)
+            json.dumps(
+                {
+                    "size": size,
+                    "threads": args.threads,
+                    "results": results,
+                    "ratios": ratios,
+                    "int8_accuracy": accuracies,
+                },  # fmt: skip
+                indent=2,
+            )
         )
     return 0
 

@@ -7,6 +7,13 @@ warm-up of at least 10 runs on CPU / 50 on CUDA, then a timed loop of at least `
 each forward. Reported: median and p90 latency, and FPS = 1000 / median. Model output only: no argmax,
 no resizing beyond what the network does itself. Latency on a shared host is noisy; compare ratios
 taken in one run.
+
+``--backend onnxruntime``: the BN-folded network exported with a static 1x3xHxW shape (opset 18), run
+by an ORT CPU session with all graph optimisations, the torch thread count as intra-op threads, one
+inter-op thread, sequential execution and intra-op spinning off unless ``ort_spinning``. ``--dtype
+int8`` (onnxruntime only) times that graph's static int8 quantisation (:func:`multiseg.export.
+quantize_int8`) and reports its accuracy against fp32 torch (max |logit diff|, argmax agreement) on two
+held-out inputs; it never replaces the fp32 figures silently: the dtype is in the protocol and the table.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ HEAD_SETS: dict[str, dict[str, int]] = {
     "all": {"cityscapes": 19, "gtsdb": 44, "vistas": 65, "lanes": 5},
 }
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: dtypes only the onnxruntime backend runs (quantised graphs).
+ORT_ONLY_DTYPES = ("int8",)
 BACKENDS = ("torch", "onnxruntime")
 
 
@@ -54,6 +63,10 @@ class BenchSettings:
     min_time: float = 3.0
     warmup: int | None = None
     threads: int | None = None
+    ort_spinning: bool = False
+    quant_format: str = "qdq"
+    calib_images: str | Path | None = None
+    calib_count: int = 8
 
     def warmup_runs(self) -> int:
         default = 50 if self.device.startswith("cuda") else 10
@@ -73,19 +86,29 @@ class BenchResult:
     fps: float
     runs: int
     settings: dict[str, Any] = field(default_factory=dict)
+    #: int8 only: :class:`multiseg.export.Int8Accuracy` as a dict (vs fp32 torch, held-out inputs)
+    accuracy: dict[str, Any] | None = None
 
 
 def _validate(settings: BenchSettings) -> None:
-    if settings.dtype not in DTYPES:
-        raise MultisegError(f"bench: dtype {settings.dtype!r} is not one of {', '.join(DTYPES)}")
+    if settings.dtype not in (*DTYPES, *ORT_ONLY_DTYPES):
+        raise MultisegError(
+            f"bench: dtype {settings.dtype!r} is not one of {', '.join((*DTYPES, *ORT_ONLY_DTYPES))}"
+        )
     if settings.backend not in BACKENDS:
         raise MultisegError(f"bench: backend {settings.backend!r} is not one of {', '.join(BACKENDS)}")
     if settings.heads not in HEAD_SETS:
         raise MultisegError(f"bench: heads {settings.heads!r} is not one of {', '.join(HEAD_SETS)}")
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise MultisegError("bench: --device cuda asked for, but torch sees no CUDA device")
-    if settings.backend == "onnxruntime" and (settings.device != "cpu" or settings.dtype != "fp32"):
-        raise MultisegError("bench: the onnxruntime backend is measured on cpu in fp32 only")
+    if settings.backend == "onnxruntime" and (
+        settings.device != "cpu" or settings.dtype not in ("fp32", "int8")
+    ):
+        raise MultisegError("bench: the onnxruntime backend is measured on cpu in fp32 or int8 only")
+    if settings.dtype in ORT_ONLY_DTYPES and settings.backend != "onnxruntime":
+        raise MultisegError(f"bench: --dtype {settings.dtype} needs --backend onnxruntime")
+    if settings.dtype == "int8" and settings.calib_count < 1:
+        raise MultisegError("bench: --calib-count must be at least 1")
 
 
 def time_callable(
@@ -130,13 +153,26 @@ def _torch_runner(model: MultiHeadSegmenter, settings: BenchSettings) -> Callabl
     return run
 
 
-def _ort_runner(model: MultiHeadSegmenter, settings: BenchSettings, workdir: Path) -> Callable[[], object]:
-    from multiseg.export import export_onnx, ort_session
+def _ort_runner(
+    model: MultiHeadSegmenter, settings: BenchSettings, workdir: Path
+) -> tuple[Callable[[], object], dict[str, Any] | None]:
+    """The timed ORT call, and (int8) the quantised graph's accuracy against fp32 torch."""
+    from multiseg.export import calibration_inputs, export_onnx, int8_accuracy, ort_session, quantize_int8
 
     path = export_onnx(model, workdir / "model.onnx", sample_size=settings.size, dynamic=False)
-    session = ort_session(path, threads=torch.get_num_threads())
+    accuracy = None
+    if settings.dtype == "int8":
+        calibration = calibration_inputs(settings.size, settings.calib_count, settings.calib_images, seed=1)
+        path = quantize_int8(
+            path, workdir / "model.int8.onnx", calibration, quant_format=settings.quant_format
+        )
+        held_out = calibration_inputs(
+            settings.size, 2, settings.calib_images, seed=2, skip=settings.calib_count
+        )
+        accuracy = asdict(int8_accuracy(model, path, held_out))
+    session = ort_session(path, threads=torch.get_num_threads(), spinning=settings.ort_spinning)
     feed = {"input": torch.randn(1, 3, *settings.size).numpy()}
-    return lambda: session.run(None, feed)
+    return (lambda: session.run(None, feed)), accuracy
 
 
 def benchmark_model(name: str, settings: BenchSettings) -> BenchResult:
@@ -155,9 +191,10 @@ def benchmark_model(name: str, settings: BenchSettings) -> BenchResult:
     if cuda:
         torch.backends.cudnn.benchmark = True
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    accuracy = None
     with tempfile.TemporaryDirectory(prefix="multiseg-bench-") as tmp:
         if settings.backend == "onnxruntime":
-            run = _ort_runner(model, settings, Path(tmp))
+            run, accuracy = _ort_runner(model, settings, Path(tmp))
         else:
             run = _torch_runner(model, settings)
         times = time_callable(run, settings.warmup_runs(), settings.min_time, sync)
@@ -171,7 +208,8 @@ def benchmark_model(name: str, settings: BenchSettings) -> BenchResult:
         mean_ms=statistics.fmean(times),
         fps=1e3 / median,
         runs=len(times),
-        settings=asdict(settings),
+        settings={k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        accuracy=accuracy,
     )
 
 
@@ -200,11 +238,21 @@ def environment(settings: BenchSettings) -> dict[str, Any]:
 def protocol_text(settings: BenchSettings, env: dict[str, Any]) -> str:
     """One paragraph stating exactly how the figures were taken."""
     h, w = settings.size
+    ort = ""
+    if settings.backend == "onnxruntime":
+        from multiseg.export import DEFAULT_OPSET, int8_text, ort_settings_text
+
+        spin = settings.ort_spinning
+        ort = f"static-shape ONNX (opset {DEFAULT_OPSET}), {ort_settings_text(env['threads'], spin)}, "
+        if settings.dtype == "int8":
+            count, images = settings.calib_count, settings.calib_images
+            ort += f"{int8_text(settings.quant_format, count, images)}, "
+            ort += "int8 accuracy vs fp32 torch on 2 held-out inputs, "
     return (
         f"protocol: batch 1, input 1x3x{h}x{w}, heads={settings.heads} ({len(HEAD_SETS[settings.heads])}), "
         f"backend={settings.backend}, device={settings.device}, dtype={settings.dtype}, "
         f"channels_last={settings.channels_last}, compile={settings.compile}, BN folded={settings.fold_bn}, "
-        f"eval + inference_mode, warm-up {settings.warmup_runs()} runs, "
+        f"eval + inference_mode, {ort}warm-up {settings.warmup_runs()} runs, "
         f"timed loop >= {settings.min_time:g} s, "
         f"{'CUDA synchronised per run, ' if settings.device.startswith('cuda') else ''}"
         f"median and p90 of per-run latency; GMACs = conv/deconv/linear MACs (forward hooks); "
@@ -227,6 +275,11 @@ def format_table(results: Sequence[BenchResult]) -> str:
             f"{r.model:<9} {p['total']:>11,} {p['encoder']:>11,} {p['decoder']:>9,} {r.gmacs:>7.2f} "
             f"{r.median_ms:>10.1f} {r.p90_ms:>8.1f} {r.fps:>7.1f} {r.runs:>5}"
         )
+    for r in results:
+        if r.accuracy is not None:
+            from multiseg.export import Int8Accuracy
+
+            lines.append(f"{r.model} int8 vs fp32 torch: {Int8Accuracy(**r.accuracy).text()}")
     return "\n".join(lines)
 
 

@@ -91,7 +91,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="512x1024", help="input HxW (default: 512x1024)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default: cpu)")
     p.add_argument(
-        "--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="compute type (default: fp32)"
+        "--dtype",
+        default="fp32",
+        choices=("fp32", "fp16", "bf16", "int8"),
+        help="compute type (default: fp32); int8: static int8 quantisation, --backend onnxruntime only, "
+        "with its accuracy against fp32 torch printed beside the timings",
     )
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
@@ -107,7 +111,30 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, help="warm-up runs (default: 10 on cpu, 50 on cuda)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers (not folded)")
+    _add_ort_options(p)
+    p.add_argument(
+        "--ort-spinning",
+        action="store_true",
+        help="onnxruntime: idle intra-op threads busy-wait (ORT's default; off here, faster on shared hosts)",
+    )
     p.set_defaults(func=_run_bench)
+
+
+def _add_ort_options(p: argparse.ArgumentParser) -> None:
+    """int8 quantisation options shared by ``bench`` and ``export``."""
+    p.add_argument(
+        "--quant-format",
+        default="qdq",
+        choices=("qdq", "qoperator"),
+        help="int8: QuantizeLinear/DequantizeLinear pairs (default) or QLinear* operators",
+    )
+    p.add_argument(
+        "--calib-images",
+        type=Path,
+        help="int8: calibrate on the images of this folder (recursive, e.g. a Cityscapes leftImg8bit/val); "
+        "default: random N(0,1) inputs",
+    )
+    p.add_argument("--calib-count", type=int, default=8, help="int8: calibration inputs (default: 8)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -116,7 +143,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         size=parse_size(args.size), device=args.device, dtype=args.dtype, channels_last=args.channels_last,
         compile=args.compile, backend=args.backend, heads=args.heads, fold_bn=not args.no_fold_bn,
-        min_time=args.min_time, warmup=args.warmup, threads=args.threads,
+        min_time=args.min_time, warmup=args.warmup, threads=args.threads, ort_spinning=args.ort_spinning,
+        quant_format=args.quant_format, calib_images=args.calib_images, calib_count=args.calib_count,
     )  # fmt: skip
     print(run_bench([args.model], settings, args.json))
     return 0
@@ -145,6 +173,17 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--static", action="store_true", help="fixed batch 1 and --size instead of dynamic axes")
     p.add_argument("--legacy", action="store_true", help="use the TorchScript-based exporter")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default: 18)")
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=("fp32", "int8"),
+        help="int8: also quantise (static, onnxruntime.quantization); --onnx gets the int8 graph, the fp32 "
+        "one is kept beside it as NAME.fp32.onnx, and int8's accuracy against fp32 torch is printed",
+    )
+    _add_ort_options(p)
+    p.add_argument(
+        "--threads", type=int, help="onnxruntime intra-op threads of the timed run (default: ORT's)"
+    )
     p.set_defaults(func=_run_export)
 
 
