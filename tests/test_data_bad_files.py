@@ -120,3 +120,18 @@ def test_cli_train_stops_on_a_truncated_image_with_one_line(tmp_path: Path) -> N
     assert res.returncode == 2
     errors = [line for line in res.stderr.splitlines() if "error" in line]
     assert errors == [f"multiseg train: error: {images[1]}: truncated PNG (no IEND chunk)"]
+
+
+def test_any_per_sample_error_from_a_worker_is_one_line(tmp_path: Path) -> None:
+    """A loader's own MultisegError (not a reader's FileError) also reaches the main process as one line."""
+    write_cityscapes(tmp_path, "train", {"aachen": 2}, size=(96, 48))
+    ds = build_dataset("cityscapes", tmp_path, "train", transform=TrainTransform(CFG))
+
+    def load(index: int) -> None:
+        raise MultisegError(f"sample {index}: a loader-specific problem")
+
+    ds.load = load  # what GTSDB's Meletis reader raises for an 8-bit mask, without writing one
+    loader, _, _ = build_train_loader([ds], batch_size=2, num_workers=1, policy="none")
+    with pytest.raises(MultisegError) as exc:
+        list(loader)
+    assert _one_line(exc.value).endswith("a loader-specific problem")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from multiseg.data.io import FileError
 from multiseg.data.labels import IGNORE_INDEX
 from multiseg.data.transforms import Mirror, Sample, clip_boxes
 from multiseg.errors import MultisegError
@@ -108,7 +109,8 @@ class SegDataset(Dataset):
                 return i, self.load(i), skipped
             except MultisegError as exc:
                 if not self.skip_bad:
-                    raise
+                    # FileError stays one line when a DataLoader worker re-raises it in the main process
+                    raise exc if isinstance(exc, FileError) else FileError(str(exc)) from None
                 warnings.warn(f"skipping bad sample: {exc}", stacklevel=2)
                 skipped.append(str(self.records[i].image))
                 self.bad_paths.append(str(self.records[i].image))
