@@ -14,6 +14,7 @@ from multiseg.errors import MultisegError
 from multiseg.train.box_targets import BoxTargetOptions, merge_batch, merge_sample
 from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from multiseg.train.early_stopping import EarlyStopping
+from multiseg.train.engine import TrainSummary
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.schedule import poly_factor
 
@@ -183,3 +184,21 @@ def test_enet_class_weights_bound_rare_classes() -> None:
     assert w[1] == pytest.approx(1 / math.log(1.02 + 0.01))
     assert w[2] == pytest.approx(1 / math.log(1.02))  # an absent class gets the bounded maximum, not inf
     assert w[0] < w[1] < w[2]
+
+
+# ---- the final summary ----------------------------------------------------------------------------
+
+
+def test_summary_table_lists_every_head_metric(tmp_path: Path) -> None:
+    final = {
+        "miou/cityscapes": 0.5,
+        "miou/gtsdb": 0.25,
+        "miou_true/gtsdb": 0.125,
+        "pseudo_iou/gtsdb": 0.9,
+        "weight/gtsdb": 0.75,
+        "loss/total": 3.0,
+    }
+    table = TrainSummary(tmp_path, 2, 2, 0.375, final, False, 1.0).table()
+    for key in ("miou/cityscapes", "miou/gtsdb", "miou_true/gtsdb", "pseudo_iou/gtsdb", "weight/gtsdb"):
+        assert any(line.split()[0] == key for line in table.splitlines()), key
+    assert "loss/total" not in table

@@ -132,7 +132,7 @@ class TrainSummary:
             lines.append(self.skipped)
         lines.append(f"{'metric':<28} {'last epoch':>10}")
         for key, value in sorted(self.final.items()):
-            if key.startswith(("miou/", "pseudo_iou/", "weight/")):
+            if key.startswith(("miou/", "miou_true/", "pseudo_iou/", "weight/")):
                 lines.append(f"{key:<28} {value:>10.4f}")
         return "\n".join(lines)
 
