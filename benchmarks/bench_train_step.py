@@ -39,12 +39,15 @@ def make_batch(n: int, height: int, width: int, three_heads: bool) -> dict:
     }
 
 
-def time_steps(module: JointModule, batch: dict, steps: int, warmup: int) -> list[float]:
+def time_steps(
+    module: JointModule, batch: dict, steps: int, warmup: int, amp: torch.dtype | None = None
+) -> list[float]:
     opt = torch.optim.Adam(module.parameters(), lr=1e-4)
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        total, _ = module(batch)
+        with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+            total, _ = module(batch)
         total.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -60,14 +63,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--amp", choices=("fp32", "bf16"), default="fp32", help="autocast (default fp32)")
+    parser.add_argument("--channels-last", action="store_true", help="model and images in channels_last")
     args = parser.parse_args()
+    amp = torch.bfloat16 if args.amp == "bf16" else None
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
     if args.threads:
         torch.set_num_threads(args.threads)
     height, width = (int(v) for v in args.size.split("x"))
     print(
         f"protocol: {args.model}, batch 6 at {height}x{width}, forward+loss+backward+Adam, "
         f"{args.warmup} warm-up + {args.steps} timed steps, median; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, CPU"
+        f"{torch.get_num_threads()} threads, CPU, {args.amp}, "
+        f"{'channels_last' if args.channels_last else 'NCHW'}"
     )
     results = {}
     for label, three in (("1 head", False), ("3 heads", True)):
@@ -76,7 +84,10 @@ def main() -> None:
         net = create_model(args.model, heads=heads)
         names = list(HEADS) if three else ["cityscapes"]
         module = JointModule(net, UncertaintyWeighting(names), names, BoxTargetOptions(policy="merge"))
-        times = time_steps(module, make_batch(6, height, width, three), args.steps, args.warmup)
+        module = module.to(memory_format=layout)
+        batch = make_batch(6, height, width, three)
+        batch["image"] = batch["image"].contiguous(memory_format=layout)
+        times = time_steps(module, batch, args.steps, args.warmup, amp)
         results[label] = statistics.median(times)
         print(f"{label:8s} median {results[label] * 1000:8.1f} ms   (min {min(times) * 1000:.1f} ms)")
     print(f"ratio 3 heads / 1 head: {results['3 heads'] / results['1 head']:.3f}")

@@ -125,6 +125,26 @@ def test_multihead_contract(name: str, head_mode: str, n_heads: int) -> None:
         torch.testing.assert_close(only[names[-1]], full[names[-1]], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_bf16_autocast_gradients_on_cpu_are_finite_in_the_training_layout(name: str) -> None:
+    """Under CPU bf16, training uses channels_last only where ``cpu_bf16_channels_last`` allows it.
+
+    128x256 puts ESPNet's and EDANet's dilated convs at sizes where channels_last bf16 gives
+    non-finite weight gradients (torch 2.13), so flipping their flag makes this test fail.
+    """
+    torch.manual_seed(0)
+    model = create_model(name, heads=HEAD_TABLES[3]).train()
+    x = torch.randn(2, 3, 128, 256, generator=torch.Generator().manual_seed(0))
+    if model.cpu_bf16_channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    sum((v.float() ** 2).mean() for v in out.values()).backward()
+    for pname, p in model.named_parameters():
+        assert torch.isfinite(p.grad).all(), f"{pname}: non-finite bf16 gradient"
+
+
 def test_heads_with_no_samples_return_empty_logits_and_stay_unused() -> None:
     model = create_model("erfnet", heads={"cityscapes": 19, "gtsdb": 44}, head_mode="last_conv")
     x = small_input(model)

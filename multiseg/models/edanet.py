@@ -119,6 +119,7 @@ class EDANet(Architecture):
 
     name = "edanet"
     output_stride = 8
+    cpu_bf16_channels_last = False  # dilated convs with 25 (ESPNet) / 40 (EDANet) channels
 
     def __init__(self, growth: int = 40, dropout: float = 0.02, align_corners: bool = False) -> None:
         self.growth = growth

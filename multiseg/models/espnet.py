@@ -162,6 +162,7 @@ class ESPNet(Architecture):
 
     name = "espnet"
     output_stride = 8
+    cpu_bf16_channels_last = False  # dilated convs with 25 (ESPNet) / 40 (EDANet) channels
 
     def __init__(self, p: int = 2, q: int = 8, shared_width: int = 19) -> None:
         self.p = p

@@ -55,6 +55,11 @@ class Architecture:
 
     #: Input height and width must be multiples of this.
     output_stride: int = 8
+    #: Whether training may use channels_last under bf16 autocast on CPU. torch 2.13's oneDNN weight
+    #: gradient of bf16 channels_last convs with dilation >= 3 is non-finite (or crashes) for many
+    #: channel counts below 64; models with such convs set this to False and train in NCHW there.
+    #: ``tests/test_models.py`` checks every model that keeps it True.
+    cpu_bf16_channels_last: bool = True
 
     def build_encoder(self) -> nn.Module:
         raise NotImplementedError
@@ -100,6 +105,7 @@ class MultiHeadSegmenter(nn.Module):
         self.head_mode = head_mode
         self.pad_to_stride = pad_to_stride
         self.output_stride = arch.output_stride
+        self.cpu_bf16_channels_last = arch.cpu_bf16_channels_last
         self.num_classes: dict[str, int] = dict(heads)
         self.config: dict[str, Any] = {}
         self.encoder = arch.build_encoder()

@@ -171,7 +171,11 @@ class Trainer:
         self.module = JointModule(
             self.net, self._weighting(), self.names, self.box_opts, self._class_weights()
         ).to(self.device)
-        if cfg.channels_last:
+        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
+        self.channels_last = cfg.channels_last and (
+            self.net.cpu_bf16_channels_last or not cpu_bf16(self.device, self.amp_dtype)
+        )
+        if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         if cfg.sync_bn and self.info.distributed and self.device.type == "cuda":
             self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
@@ -184,7 +188,6 @@ class Trainer:
             )
         self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
         self.optimizer = self._optimizer()
-        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         if cfg.batch_size % self.info.world_size:
             raise MultisegError(
@@ -307,7 +310,7 @@ class Trainer:
 
     def _train_step(self, batch: dict[str, Any]) -> StepOutput:
         batch = _to_device(batch, self.device)
-        if self.cfg.channels_last:
+        if self.channels_last:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             total, out = self.forward(batch)
@@ -410,7 +413,9 @@ class Trainer:
         where = self.device.type if self.device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
         dtype = str(self.amp_dtype).removeprefix("torch.")
         precision = "fp32" if self.amp_dtype is None else f"{dtype} autocast"
-        layout = ", channels_last" if self.cfg.channels_last else ""
+        layout = ", channels_last" if self.channels_last else ""
+        if self.cfg.channels_last and not self.channels_last:
+            layout = ", channels_last off (broken in torch's CPU bf16 dilated-conv gradients)"
         procs = f" x {self.info.world_size} processes" if self.info.distributed else ""
         return (
             f"multiseg: training {self.cfg.model} on {'+'.join(self.names)}, {where}{procs}, "
@@ -471,6 +476,12 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.bfloat16 if native_bf16(device) else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+
+def cpu_bf16(device: torch.device, amp_dtype: torch.dtype | None) -> bool:
+    """Whether the run is bf16 autocast on CPU, where models with ``cpu_bf16_channels_last = False``
+    (ESPNet, EDANet: torch 2.13's bf16 channels_last dilated-conv gradients break) stay in NCHW."""
+    return device.type == "cpu" and amp_dtype == torch.bfloat16
 
 
 def resolve_run(
