@@ -20,8 +20,10 @@ def _console_script() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "multiseg.cli"]
 
 
-def test_help_lists_every_command() -> None:
-    out = subprocess.run([*_console_script(), "--help"], capture_output=True, text=True, check=True).stdout
+@pytest.mark.parametrize("how", ["script", "python -m"])
+def test_help_lists_every_command(how: str) -> None:
+    cmd = _console_script() if how == "script" else [sys.executable, "-m", "multiseg"]
+    out = subprocess.run([*cmd, "--help"], capture_output=True, text=True, check=True).stdout
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name in sub.choices:
         assert name in out
