@@ -19,6 +19,9 @@ Protocol (printed with the results):
   run on a shared machine shows how contended it was.
 * ``--profile``: first, per-stage CPU milliseconds per sample of both pipelines in this process
   (one thread, thread CPU time, so other load on the machine hardly moves it).
+* ``--prepared``: then both pipelines again on a ``multiseg prepare`` copy of the frames (shrunk
+  once to 1024x512, so the fit resize becomes a no-op and decoding reads 4x fewer pixels), and
+  multiseg on that copy against PIL on the original frames (what switching to a prepared copy buys).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from multiseg.data.cityscapes import ID_LUT, CityscapesDataset
 from multiseg.data.io import check_same_size, decode_image, decode_label, map_labels, read_bytes
 from multiseg.data.labels import cityscapes_id_to_train_id_lut
 from multiseg.data.pipeline import build_train_loader, collate
+from multiseg.data.prepare import prepare_data_root
 from multiseg.data.synthetic import blocky_label, street_like_image, write_gray, write_rgb
 from multiseg.data.transforms import Mirror, TrainTransform, clip_boxes
 
@@ -251,6 +255,51 @@ def geometry_path() -> str:
     return "fused flip+resize+crop (fastgeom)" if fused else "step by step (hflip, resize, random_crop)"
 
 
+def prepared_copy(frames: Path, out: Path) -> Path:
+    """``multiseg prepare`` of the benchmark frames at 1024x512; returns the prepared Cityscapes root."""
+    data = out.parent / "data_root"
+    data.mkdir(parents=True, exist_ok=True)
+    link = data / "cityscapes"
+    if not link.exists():
+        link.symlink_to(frames.absolute(), target_is_directory=True)
+    t0 = time.perf_counter()
+    summary = prepare_data_root(data, out, (1024, 512), datasets=("cityscapes",), workers=2, force=True)
+    print(f"{summary} ({time.perf_counter() - t0:.1f} s)")
+    return out / "cityscapes"
+
+
+def compare(
+    ours: CityscapesDataset, workers_list: list[int], batch: int, epochs: int, what: str
+) -> dict[int, tuple[float, float]]:
+    """Print one table row per worker count, multiseg vs PIL on ``ours``'s frames; (ours, PIL) img/s."""
+    print(
+        f"{'workers':>8} {'multiseg img/s':>15} {'CPU ms/img':>11} {'other':>6} "
+        f"{'PIL img/s':>10} {'CPU ms/img':>11} {'other':>6} {'speed-up':>9}   ({what})"
+    )
+    rates = {}
+    for workers in workers_list:
+        results = []
+        for dataset in (ours, PilCityscapes(ours.records)):
+            loader, sampler, _ = build_train_loader([ours], batch, num_workers=workers, policy="none")
+            if isinstance(dataset, PilCityscapes):
+                loader = DataLoader(
+                    dataset,
+                    batch_sampler=sampler,
+                    num_workers=workers,
+                    collate_fn=collate,
+                    persistent_workers=workers > 0,
+                )
+            results.append(measure(loader, sampler, epochs))
+            del loader
+        (a, a_cpu, a_other), (b, b_cpu, b_other) = results
+        print(
+            f"{workers:>8} {a:>15.1f} {a_cpu:>11.1f} {a_other:>6.2f} "
+            f"{b:>10.1f} {b_cpu:>11.1f} {b_other:>6.2f} {a / b:>8.2f}x"
+        )
+        rates[workers] = (a, b)
+    return rates
+
+
 def main() -> None:
     """Run both pipelines with 0, 1 and 2 workers and print the table and the protocol."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -260,6 +309,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--root", type=Path, help="reuse/keep frames here instead of a temporary folder")
     parser.add_argument("--profile", action="store_true", help="first print per-stage CPU ms per sample")
+    parser.add_argument(
+        "--prepared",
+        action="store_true",
+        help="also measure both pipelines on a `multiseg prepare` copy (frames shrunk once to 1024x512)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -291,31 +345,17 @@ def main() -> None:
         print("  CPU ms/img: own processes (main + workers); other: cores used by other processes meanwhile")
         if args.profile:
             profile(ours, args.batch)
-        print(
-            f"{'workers':>8} {'multiseg img/s':>15} {'CPU ms/img':>11} {'other':>6} "
-            f"{'PIL img/s':>10} {'CPU ms/img':>11} {'other':>6} {'speed-up':>9}"
-        )
-        for workers in args.workers:
-            results = []
-            for dataset in (ours, PilCityscapes(ours.records)):
-                loader, sampler, _ = build_train_loader(
-                    [ours], args.batch, num_workers=workers, policy="none"
+        original = compare(ours, args.workers, args.batch, args.epochs, "frames 2048x1024")
+        if args.prepared:
+            small = prepared_copy(root, Path(tmp) / "prepared")
+            ours_small = CityscapesDataset(small, "train", transform=TrainTransform())
+            print("\nthe same, on a `multiseg prepare` copy of the frames (shrunk once to fit 1024x512):")
+            rates = compare(ours_small, args.workers, args.batch, args.epochs, "prepared 1024x512")
+            for workers, (a, _) in rates.items():
+                ratio = a / original[workers][1]
+                print(
+                    f"{workers:>8} workers: multiseg on prepared frames = {ratio:.2f}x PIL on the originals"
                 )
-                if isinstance(dataset, PilCityscapes):
-                    loader = DataLoader(
-                        dataset,
-                        batch_sampler=sampler,
-                        num_workers=workers,
-                        collate_fn=collate,
-                        persistent_workers=workers > 0,
-                    )
-                results.append(measure(loader, sampler, args.epochs))
-                del loader
-            (a, a_cpu, a_other), (b, b_cpu, b_other) = results
-            print(
-                f"{workers:>8} {a:>15.1f} {a_cpu:>11.1f} {a_other:>6.2f} "
-                f"{b:>10.1f} {b_cpu:>11.1f} {b_other:>6.2f} {a / b:>8.2f}x"
-            )
         print(f"load average after: {os.getloadavg()}")
 
 

@@ -56,10 +56,52 @@ def _run_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="write a training-size copy of a data root (frames shrunk once to fit 512x1024)",
+        description=(
+            "Copy DATA_ROOT's Cityscapes and Vistas frames and labels, shrunk to fit the training size "
+            "(the paper's first resize, done once), into OUT in the same layouts; GTSDB is linked. "
+            "Training on OUT decodes about 4x fewer pixels per frame. Evaluate official numbers on the "
+            "original data."
+        ),
+    )
+    p.add_argument("--data", type=Path, help="data root to copy (default: the demo world)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the prepared data root into")
+    p.add_argument("--size", default="512x1024", help="HxW box frames are shrunk to fit (default: 512x1024)")
+    p.add_argument(
+        "--datasets", nargs="+", default=["cityscapes", "gtsdb", "vistas"],
+        help="datasets (sub-folders of DATA_ROOT) to take (default: cityscapes gtsdb vistas)",
+    )  # fmt: skip
+    p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality of Vistas images (default: 95)")
+    p.add_argument("--workers", type=int, default=2, help="processes (0: in this one; default: 2)")
+    p.add_argument("--force", action="store_true", help="replace OUT even if it holds something else")
+    p.set_defaults(func=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from multiseg.bench import parse_size
+    from multiseg.data.prepare import prepare_data_root
+    from multiseg.train.data import demo_world_root
+
+    height, width = parse_size(args.size)
+    data = args.data if args.data is not None else demo_world_root()
+    summary = prepare_data_root(
+        data,
+        args.out,
+        (width, height),
+        datasets=tuple(args.datasets),
+        jpeg_quality=args.jpeg_quality,
+        workers=args.workers,
+        force=args.force,
+    )
+    print(summary)
+    return 0
+
+
 #: Every subcommand's parser builder, in the order ``--help`` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo_data,
-]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo_data, _add_prepare]
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +61,21 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def replace_dir(tmp: Path, root: Path) -> None:
+    """Move a finished folder ``tmp`` to ``root``; an existing ``root`` is swapped out, then deleted."""
+    if not root.exists():
+        tmp.rename(root)
+        return
+    old = tmp.with_name(tmp.name + ".old")
+    root.rename(old)
+    try:
+        tmp.rename(root)
+    except BaseException:
+        old.rename(root)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

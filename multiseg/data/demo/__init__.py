@@ -31,6 +31,7 @@ from multiseg.data.demo.writers import (
 )
 from multiseg.data.labels import GTSDB_NUM_CLASSES
 from multiseg.errors import MultisegError
+from multiseg.files import replace_dir
 
 __all__ = ["MARKER", "DatasetSummary", "DemoWorldSummary", "is_demo_world", "write_demo_world"]
 
@@ -252,21 +253,6 @@ def _check_target(root: Path, force: bool) -> None:
         )
 
 
-def _replace(tmp: Path, root: Path) -> None:
-    """Move the finished world into place; an existing ``root`` is swapped out, then deleted."""
-    if not root.exists():
-        tmp.rename(root)
-        return
-    old = tmp.with_name(tmp.name + ".old")
-    root.rename(old)
-    try:
-        tmp.rename(root)
-    except BaseException:
-        old.rename(root)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_demo_world(
     root: Path, seed: int = 0, size: str = "small", force: bool = False, *, n_frames: int | None = None
 ) -> DemoWorldSummary:
@@ -296,7 +282,7 @@ def write_demo_world(
             )
         marker = {"generator": GENERATOR, "format": FORMAT, "seed": seed, "size": size}
         (tmp / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
-        _replace(tmp, root)
+        replace_dir(tmp, root)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         where = err.filename or root
