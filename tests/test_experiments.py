@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from multiseg.cli import main
-from multiseg.config import load_config
+from multiseg.config import config_differences, load_config
 from multiseg.errors import MultisegError
 from multiseg.experiments import load_grid, scale_budget, select_models
 from multiseg.experiments.figures import FIGURES, render_figures
+from multiseg.experiments.runner import _same_file
 from multiseg.experiments.table import Published, load_published, table1_csv, table1_markdown
 from multiseg.models import list_models
 from multiseg.train.config import TrainConfig
@@ -129,6 +130,10 @@ def test_table1_layout_on_given_numbers() -> None:
         ("enet", "CS"), ("erfnet", "CS"), ("erfnet", "CS+GTSDB"), ("erfnet", "CS+GTSDB+MV"),
     ]  # fmt: skip
     assert table[1]["cityscapes_paper"] == "71.2" and table[1]["gtsdb"] == "" and table[0]["mean_paper"] == ""
+    none_yet = table1_markdown(rows, Published("Paper, Table 1"), device="CPU test").splitlines()
+    assert none_yet[:6] == plain[:6] and "/" not in none_yet[3]
+    assert "not transcribed yet (Paper, Table 1; published_table1.yaml)" in none_yet[-1]
+    assert "cityscapes_paper" not in table1_csv(rows, Published("Paper, Table 1"))
 
 
 def test_shipped_published_values_name_their_source_and_invent_nothing() -> None:
@@ -229,3 +234,15 @@ def test_two_cell_grid_is_interrupted_resumed_and_rendered(
     started.clear()
     assert main(args) == 0 and started == []
     assert main([*args, "--set", "lr=0.01"]) == 2
+
+
+def test_saved_cell_config_paths_compare_by_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resuming a grid from another spelling of --out (relative vs absolute) is not a config change."""
+    monkeypatch.chdir(tmp_path)
+    relative = load_config(TrainConfig, None, ["encoder_weights=runs/p/encoder.pt"])
+    absolute = load_config(TrainConfig, None, [f"encoder_weights={tmp_path}/runs/p/encoder.pt"])
+    other = load_config(TrainConfig, None, ["encoder_weights=runs/q/encoder.pt"])
+    (line,) = config_differences(relative, absolute)
+    assert _same_file(relative, absolute, line)
+    (line,) = config_differences(relative, other)
+    assert not _same_file(relative, other, line)

@@ -79,12 +79,19 @@ def best_row(metrics_csv: Path) -> tuple[int, dict[str, float]]:
     return int(best["epoch"]), best
 
 
+def _same_file(old: TrainConfig, new: TrainConfig, line: str) -> bool:
+    """Whether a difference line is one path spelt two ways (relative vs absolute, same file)."""
+    key = line.split(":", 1)[0]
+    a, b = getattr(old, key, None), getattr(new, key, None)
+    return isinstance(a, Path) and isinstance(b, Path) and a.absolute() == b.absolute()
+
+
 def _check_saved_config(cell: Cell, cell_dir: Path) -> None:
     saved_path = cell_dir / "config.yaml"
     if not saved_path.is_file():
         return
     saved = load_config(TrainConfig, saved_path)
-    diff = config_differences(saved, cell.cfg)
+    diff = [line for line in config_differences(saved, cell.cfg) if not _same_file(saved, cell.cfg, line)]
     if diff:
         raise MultisegError(
             f"cell {cell.name}: {saved_path} was trained with another config ({'; '.join(diff[:3])}); "
@@ -99,7 +106,7 @@ def _with_pretrained_encoder(cell: Cell, grid: Grid, out_dir: Path) -> Cell:
     from multiseg.pretrain import ensure_pretrained
 
     weights = ensure_pretrained(cell.model, grid.pretrain.values, out_dir / "pretrain")
-    values = {**config_to_dict(cell.cfg), "encoder_weights": str(weights)}
+    values = {**config_to_dict(cell.cfg), "encoder_weights": str(weights.absolute())}  # any working dir
     return replace(cell, cfg=config_from_dict(TrainConfig, values, str(cell.config_path)))
 
 

@@ -126,7 +126,16 @@ def _fps(row: Mapping[str, Any]) -> str:
 def table1_markdown(
     rows: Sequence[Mapping[str, Any]], published: Published | None = None, device: str | None = None
 ) -> str:
-    """Table 1 as Markdown, with a caption saying what the numbers are."""
+    """Table 1 as Markdown, with a caption saying what the numbers are.
+
+    A ``published`` table without any value (none transcribed yet) adds no "/ paper" halves, only a
+    line naming its source.
+    """
+    empty = published is not None and not published.values
+    if empty:
+        assert published is not None
+        pending = f"The paper's values are not transcribed yet ({published.source}; {PUBLISHED_FILE.name})."
+        published = None
     header = ["Model", "Training sets", *(t for _, t in DATASET_COLUMNS), "Mean", "Params (M)", "FPS"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 7) + "|"]
     previous = None
@@ -147,11 +156,15 @@ def table1_markdown(
         notes.append(f"Each mIoU cell: ours / paper. Paper values: {published.source}.")
         if published.note:
             notes.append(published.note)
+    if empty:
+        notes.append(pending)
     return "\n".join(lines + notes) + "\n"
 
 
 def table1_csv(rows: Sequence[Mapping[str, Any]], published: Published | None = None) -> str:
-    """Table 1 as CSV: raw fractions (not percent) for ours, percent for the paper's columns."""
+    """Table 1 as CSV: raw fractions (not percent) for ours, percent for the paper's columns (if any)."""
+    if published is not None and not published.values:
+        published = None
     columns = ["model", "setting", *(k for k, _ in DATASET_COLUMNS), "mean", "params", "fps"]
     if published is not None:
         columns += [f"{m}_paper" for m in _METRICS]
