@@ -15,7 +15,12 @@ from multiseg.cli import main
 from multiseg.errors import MultisegError
 from multiseg.models import create_model, fold_batchnorm, list_models, load_encoder_weights
 from multiseg.models.complexity import REFERENCE_PARAMS, count_macs
-from multiseg.models.enet import max_pool2x2_with_argmax, max_unpool2x2
+from multiseg.models.enet import (
+    _max_pool_slots,
+    _max_unpool_slots,
+    max_pool2x2_with_argmax,
+    max_unpool2x2,
+)
 from multiseg.models.gum import GuidanceBranch, GuidedUpsampling, guided_upsample
 
 MODELS = list_models()
@@ -225,6 +230,22 @@ def test_enet_unpooling_matches_torch_max_unpool() -> None:
     torch.testing.assert_close(values, ref_values, rtol=0, atol=0)
     y = torch.randn_like(values)
     torch.testing.assert_close(max_unpool2x2(y, slots), F.max_unpool2d(y, ref_indices, 2, 2), rtol=0, atol=0)
+    # The slot formulation the TorchScript exporter traces gives the same results.
+    slot_values, window_slots = _max_pool_slots(x)
+    torch.testing.assert_close(slot_values, ref_values, rtol=0, atol=0)
+    torch.testing.assert_close(_max_unpool_slots(y, window_slots), max_unpool2x2(y, slots), rtol=0, atol=0)
+
+
+def test_edanet_inference_buffer_equals_the_concatenations() -> None:
+    torch.manual_seed(0)
+    model = randomize_(create_model("edanet", heads=HEAD_TABLES[1])).eval()
+    x = torch.randn(2, 3, 64, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        concatenated = model.encoder.layers(x)
+        buffered = model.encoder(x)["features"]  # no autograd: the one-buffer path
+    torch.testing.assert_close(buffered, concatenated, rtol=1e-5, atol=1e-5)
+    with torch.enable_grad():
+        assert model.encoder(x)["features"].grad_fn is not None  # training keeps torch.cat
 
 
 # ---------------------------------------------------------------- GUM (gum_networks.md 1.4)
