@@ -32,6 +32,7 @@ class EDAModule(nn.Module):
     def __init__(self, in_channels: int, dilation: int, growth: int = 40, dropout: float = 0.02) -> None:
         super().__init__()
         k, d = growth, dilation
+        self.growth = growth
         self.main = nn.Sequential(
             nn.Conv2d(in_channels, k, 1),
             nn.BatchNorm2d(k, eps=BN_EPS),
@@ -83,7 +84,39 @@ class EDANetEncoder(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Features:
-        return {"features": self.layers(x)}
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return {"features": self.layers(x)}
+        return {"features": self._dense_in_one_buffer(x)}
+
+    def _dense_in_one_buffer(self, x: Tensor) -> Tensor:
+        """Inference without the growing concatenations: each run of EDA modules writes its new
+        channels in front of its input inside one buffer of the run's final width.
+
+        Module ``i``'s input is the buffer's channel suffix ``[start_i:]`` (new features come first),
+        so nothing is copied but the run's input once; equal to ``self.layers(x)``. Only without
+        autograd: the writes would modify tensors saved for backward.
+        """
+        layers = list(self.layers)
+        i = 0
+        while i < len(layers):
+            run = []
+            while i + len(run) < len(layers) and isinstance(layers[i + len(run)], EDAModule):
+                run.append(layers[i + len(run)])
+            if not run:
+                x = layers[i](x)
+                i += 1
+                continue
+            growth = sum(m.growth for m in run)
+            n, c, h, w = x.shape
+            buffer = x.new_empty(n, c + growth, h, w)
+            start = growth
+            buffer[:, start:] = x
+            for module in run:
+                buffer[:, start - module.growth : start] = module.main(buffer[:, start:])
+                start -= module.growth
+            x = buffer
+            i += len(run)
+        return x
 
 
 class ProjectAndUpsample(nn.Module):
