@@ -103,16 +103,22 @@ def export_onnx(
 
 
 class DecomposedPReLU(nn.Module):
-    """``relu(x) + a * min(x, 0)``: equals ``nn.PReLU`` and runs faster in ONNX Runtime than its PRelu op.
+    """``nn.PReLU`` from elementwise ops, which ONNX Runtime runs faster than its PRelu node.
 
-    Measured on ENet at 512x1024, 2 threads: about 10 % less ORT latency than the PRelu node.
+    With every slope ``a <= 1`` it is ``max(x, a * x)`` (exact: ``a * x <= x`` for ``x >= 0`` and
+    ``a * x >= x`` for ``x < 0``), else ``relu(x) + a * min(x, 0)``. Measured on ENet at 512x1024,
+    2 threads: the PRelu node is about 10 % slower than the second form, which is about 10 % slower
+    than the first.
     """
 
     def __init__(self, prelu: nn.PReLU) -> None:
         super().__init__()
         self.slope = nn.Parameter(prelu.weight.detach().reshape(1, -1, 1, 1).clone())
+        self.two_ops = bool((self.slope <= 1).all())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.two_ops:
+            return torch.maximum(x, self.slope * x)
         return torch.relu(x) + self.slope * torch.clamp(x, max=0)
 
 

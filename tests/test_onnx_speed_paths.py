@@ -177,3 +177,18 @@ def test_bench_models_alternates_variants_call_by_call() -> None:
     times = bench_models.alternate_times(runners, warmup=1, min_time=0.0)
     assert calls[:2] == ["a", "b"]  # warm-up
     assert calls[2:] == ["a", "b"] * len(times["a"]) and len(times["a"]) == len(times["b"]) >= 3
+
+
+@pytest.mark.parametrize("high", [0.9, 1.5])
+def test_decomposed_prelu_equals_prelu_in_both_forms(high: float) -> None:
+    """``max(x, a x)`` where every slope is <= 1 (negative ones included), ``relu + a min`` otherwise."""
+    from multiseg.export import DecomposedPReLU
+
+    prelu = torch.nn.PReLU(8)
+    with torch.no_grad():
+        prelu.weight.copy_(torch.linspace(-0.5, high, 8))
+    decomposed = DecomposedPReLU(prelu)
+    assert decomposed.two_ops == (high <= 1)
+    x = torch.randn(2, 8, 5, 7, generator=torch.Generator().manual_seed(0))
+    x[0, :, 0, 0] = 0.0
+    torch.testing.assert_close(decomposed(x), prelu(x), rtol=0, atol=0)
