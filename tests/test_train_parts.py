@@ -202,3 +202,25 @@ def test_summary_table_lists_every_head_metric(tmp_path: Path) -> None:
     for key in ("miou/cityscapes", "miou/gtsdb", "miou_true/gtsdb", "pseudo_iou/gtsdb", "weight/gtsdb"):
         assert any(line.split()[0] == key for line in table.splitlines()), key
     assert "loss/total" not in table
+
+
+def test_demo_config_weights_every_trained_head_and_turns_erfnet_dropout_off() -> None:
+    from multiseg.models import create_model
+    from multiseg.train.config import demo_config
+
+    cfg = demo_config()
+    assert cfg.model == "erfnet" and cfg.class_weighted_heads == ["cityscapes", "gtsdb", "vistas"]
+    net = create_model(cfg.model, heads={"cityscapes": 19}, **cfg.model_kwargs)
+    assert not [m for m in net.modules() if isinstance(m, torch.nn.Dropout2d) and m.p > 0]
+
+
+def test_demo_config_follows_the_users_datasets_and_model() -> None:
+    from multiseg.train.config import demo_config
+
+    cfg = demo_config(["datasets=[cityscapes, lanes]", "model=enet"])
+    assert cfg.class_weighted_heads == ["cityscapes", "lanes"]
+    assert cfg.model_kwargs == {}
+    chosen = demo_config(
+        ["datasets=[cityscapes]", "class_weighted_heads=[gtsdb]", "model_kwargs={dropout_64: 0.1}"]
+    )
+    assert chosen.class_weighted_heads == ["gtsdb"] and chosen.model_kwargs == {"dropout_64": 0.1}

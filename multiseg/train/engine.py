@@ -489,13 +489,13 @@ def resolve_run(
 ) -> tuple[TrainConfig, Path, bool]:
     """The config, run folder and resume flag of a ``multiseg train`` invocation.
 
-    No config file and no resume: the demo-world defaults (:func:`demo_overrides`). A new run goes to
+    No config file and no resume: the demo-world defaults (:func:`demo_config`). A new run goes to
     ``out_dir/<time>-<model>`` so that runs never overwrite each other. With ``--resume RUN_DIR`` the
     saved ``config.yaml`` is used; a config file or ``--set`` that changes it is an error listing the
     differences, unless ``force``.
     """
     from multiseg.config import config_differences, load_config
-    from multiseg.train.config import demo_overrides
+    from multiseg.train.config import demo_config
 
     if resume is not None:
         saved_path = Path(resume) / "config.yaml"
@@ -510,11 +510,7 @@ def resolve_run(
                 "add --force to accept"
             )
         return cfg, Path(resume), True
-    if config_path is None:
-        demo = [f"{k}={v}" for k, v in demo_overrides().items()]
-        cfg = load_config(TrainConfig, None, [*demo, *overrides])
-    else:
-        cfg = load_config(TrainConfig, config_path, overrides)
+    cfg = demo_config(overrides) if config_path is None else load_config(TrainConfig, config_path, overrides)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.out_dir) / f"{stamp}-{cfg.model}"
     n = 1
