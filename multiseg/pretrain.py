@@ -51,6 +51,7 @@ class PretrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     image_size: int = 224  # square training crop; a multiple of the model's output stride
     scale_min: float = 0.25  # random-resized-crop area range, as in ImageNet training
+    flip: bool = True  # random horizontal flips; off for classes that are mirror images (signs, arrows)
     val_fraction: float = 0.1  # used when DATA has no train/ and val/ folders
     epochs: int = 90
     batch_size: int = 64
@@ -118,8 +119,17 @@ def scan_image_folder(root: Path, val_fraction: float) -> tuple[list[str], dict[
 class ImageFolderSet(Dataset):
     """Images of one split as uint8 CHW tensors; training crops are random, seeded by (seed, epoch, index)."""
 
-    def __init__(self, items: list[tuple[Path, int]], size: int, train: bool, seed: int, scale_min: float):
+    def __init__(
+        self,
+        items: list[tuple[Path, int]],
+        size: int,
+        train: bool,
+        seed: int,
+        scale_min: float,
+        flip: bool = True,
+    ) -> None:
         self.items, self.size, self.train, self.seed, self.scale_min = items, size, train, seed, scale_min
+        self.flip = flip
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -136,7 +146,7 @@ class ImageFolderSet(Dataset):
                 img = img[y : y + ch, x : x + cw]
                 break
         img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        return img[:, ::-1] if rng.random() < 0.5 else img
+        return img[:, ::-1] if self.flip and rng.random() < 0.5 else img
 
     def _center_crop(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]
@@ -220,7 +230,9 @@ class Pretrainer:
             )
         torch.manual_seed(cfg.seed)
         self.classes, splits = scan_image_folder(Path(cfg.data), cfg.val_fraction)
-        self.train_set = ImageFolderSet(splits["train"], cfg.image_size, True, cfg.seed, cfg.scale_min)
+        self.train_set = ImageFolderSet(
+            splits["train"], cfg.image_size, True, cfg.seed, cfg.scale_min, cfg.flip
+        )
         self.val_set = ImageFolderSet(splits["val"], cfg.image_size, False, cfg.seed, cfg.scale_min)
         self.net = EncoderClassifier(cfg.model, len(self.classes), cfg.image_size, **cfg.model_kwargs)
         self.net.to(self.device)

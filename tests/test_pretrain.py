@@ -1,11 +1,13 @@
 """Encoder pretraining: the demo-world classification set, weights that load into every model's encoder,
-resume after Ctrl-C, the grid's on-demand pretraining, and one-line errors for bad image folders."""
+optional flips, resume after Ctrl-C, the grid's on-demand pretraining, and one-line errors for bad image
+folders."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,14 @@ from multiseg.data.demo.crops import MARKER, write_classification_set
 from multiseg.data.io import read_image
 from multiseg.errors import MultisegError
 from multiseg.models import create_model, list_models
-from multiseg.pretrain import ENCODER_FILE, PretrainConfig, Pretrainer, ensure_pretrained, pretrain
+from multiseg.pretrain import (
+    ENCODER_FILE,
+    ImageFolderSet,
+    PretrainConfig,
+    Pretrainer,
+    ensure_pretrained,
+    pretrain,
+)
 
 TINY = {"image_size": 32, "epochs": 1, "batch_size": 16, "workers": 0, "threads": 1}
 
@@ -116,3 +125,16 @@ def test_bad_image_folders_are_one_line_errors(tmp_path: Path) -> None:
     _image(tmp_path / "empty" / "dog" / "b.png")
     with pytest.raises(MultisegError, match="output stride 32"):
         Pretrainer(PretrainConfig(data=tmp_path / "empty", model="gunet", image_size=48), tmp_path / "run")
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_training_crops_flip_only_when_asked(tmp_path: Path, flip: bool) -> None:
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:, :8] = 255  # white on the left: a flip puts it on the right
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), img)
+    items = [(path, 0)] * 64
+    ds = ImageFolderSet(items, size=32, train=True, seed=0, scale_min=1.0, flip=flip)
+    flipped = [bool(ds[i][0][:, :, -1].float().mean() > 127) for i in range(len(items))]
+    assert any(flipped) == flip
+    assert not all(flipped)
