@@ -441,3 +441,21 @@ def test_demo_data_default_root_is_the_cache_folder_train_reads(
     (target / "notes.txt").write_text("not a demo world")
     assert main(["demo-data", "--seed", "7"]) == 2  # refuses the foreign folder: the default was used
     assert str(target) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["small", "medium"])
+def test_train_reads_the_demo_world_of_its_demo_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: str
+) -> None:
+    from multiseg.train.config import TrainConfig
+    from multiseg.train.data import dataset_root, demo_world_path
+
+    monkeypatch.setenv("MULTISEG_CACHE", str(tmp_path))
+    for s in ("small", "medium"):  # both present (markers only): nothing is generated
+        demo_world_path(0, s).mkdir()
+        (demo_world_path(0, s) / demo.MARKER).write_text("{}")
+    cfg = TrainConfig(demo_size=size)
+    assert dataset_root(cfg, "gtsdb") == tmp_path / f"demo_world_seed0_{size}" / "gtsdb"
+    assert dataset_root(TrainConfig(data_root=tmp_path / "real", demo_size=size), "vistas") == (
+        tmp_path / "real" / "vistas"
+    )

@@ -58,7 +58,7 @@ def dataset_root(cfg: TrainConfig, name: str) -> Path:
         explicit = cfg.vistas_root
     if explicit is not None:
         return Path(explicit)
-    base = Path(cfg.data_root) if cfg.data_root is not None else demo_world_root()
+    base = Path(cfg.data_root) if cfg.data_root is not None else demo_world_root(size=cfg.demo_size)
     return base / _FOLDER[name]
 
 
