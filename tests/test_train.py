@@ -3,7 +3,9 @@ and a 2-process torchrun (gloo) run against a 1-process run with the same global
 
 from __future__ import annotations
 
+import collections
 import csv
+import math
 import os
 import shutil
 import signal
@@ -254,6 +256,50 @@ def test_class_weighted_heads_must_be_trained_heads(tiny_root: Path, tmp_path: P
     res = _run(["train", str(cfg), "--set", "class_weighted_heads=[gtsdb]"])
     assert res.returncode == 2
     assert "class_weighted_heads" in res.stderr and "gtsdb" in res.stderr
+
+
+def test_weighted_balance_draws_each_dataset_by_its_weight(tiny_root: Path, tmp_path: Path) -> None:
+    from multiseg.config import load_config
+    from multiseg.train.config import TrainConfig
+    from multiseg.train.engine import Trainer
+
+    weights = "balance_weights={cityscapes: 1, gtsdb: 2, vistas: 1}"
+    overrides = [*TINY, f"data_root={tiny_root}", f"out_dir={tmp_path}", "balance=weighted", weights]
+    trainer = Trainer(load_config(TrainConfig, None, overrides), tmp_path / "run")
+    drawn = collections.Counter(trainer.names[d] for d in trainer.sampler.rank_rows()[:, 0])
+    total = sum(len(ds) for ds in trainer.train_sets)  # the sampler's default epoch length
+    assert sum(drawn.values()) == total
+    assert abs(drawn["gtsdb"] - total / 2) <= 1 and abs(drawn["cityscapes"] - total / 4) <= 1
+    # an epoch still draws every Cityscapes frame once: 12 frames are a quarter of the samples
+    assert trainer.steps_per_epoch == math.ceil(total * 12 / drawn["cityscapes"] / 6)
+
+
+def test_weighted_balance_without_a_weight_per_dataset_is_a_one_line_error(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "balance=weighted")
+    res = _run(["train", str(cfg), "--set", "balance_weights={cityscapes: 1, vistas: 1}"])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "balance_weights" in res.stderr and "['gtsdb']" in res.stderr
+    assert not (tmp_path / "out").exists()
+    res = _run(["train", str(cfg), "--set", "balance=replicate", "--set", "balance_weights={gtsdb: 2}"])
+    assert res.returncode == 2 and "only read with balance: weighted" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("{cityscapes: 1, gtsbd: 1}", "unknown dataset 'gtsbd'"),
+        ("{cityscapes: 1, gtsdb: -1, vistas: 1}", "gtsdb must be >= 0"),
+        ("{cityscapes: 0, gtsdb: 1, vistas: 1}", "cityscapes must be > 0"),
+    ],
+)
+def test_balance_weights_are_checked(weights: str, message: str) -> None:
+    from multiseg.config import load_config
+    from multiseg.train.config import TrainConfig
+
+    with pytest.raises(MultisegError, match=f"balance_weights: {message}"):
+        load_config(TrainConfig, None, ["balance=weighted", f"balance_weights={weights}"])
 
 
 def test_dataset_resize_sets_one_dataset_fit_size_for_training_and_validation(tiny_root: Path) -> None:

@@ -45,6 +45,7 @@ class TrainConfig:
     gtsdb_min_coverage: float = 0.2
     lanes_other: Literal["train", "ignore"] = "train"
     balance: Literal["replicate", "none", "weighted"] = "replicate"
+    balance_weights: dict[str, float] = field(default_factory=dict)  # weighted: share of samples per dataset
     workers: int = 2
     skip_bad: bool = False  # corrupt/truncated files: skip with a warning, count, report (else: error)
     val_max_samples: int | None = None  # cap per dataset, for quick validation on large sets
@@ -109,10 +110,30 @@ class TrainConfig:
                 raise ValueError(f"dataset_resize: unknown dataset {name!r}; known: {list(KNOWN_DATASETS)}")
             if len(size) != 2 or min(size) < 1:
                 raise ValueError(f"dataset_resize: {name} needs [width, height] >= 1, got {size}")
+        self._check_balance_weights()
         if not 0 <= self.box_crop_prob <= 1:
             raise ValueError("box_crop_prob must be in [0, 1]")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
+
+    def _check_balance_weights(self) -> None:
+        """``balance: weighted`` needs a weight per trained dataset, the reference one above 0."""
+        for name, weight in self.balance_weights.items():
+            if name not in KNOWN_DATASETS:
+                raise ValueError(f"balance_weights: unknown dataset {name!r}; known: {list(KNOWN_DATASETS)}")
+            if weight < 0:
+                raise ValueError(f"balance_weights: {name} must be >= 0, got {weight}")
+        if self.balance != "weighted":
+            if self.balance_weights:
+                raise ValueError(f"balance_weights: only read with balance: weighted, not {self.balance!r}")
+            return
+        missing = [d for d in self.datasets if d not in self.balance_weights]
+        if missing:
+            raise ValueError(f"balance_weights: balance: weighted needs a weight for {missing}")
+        if self.balance_weights[self.reference_dataset] <= 0:
+            raise ValueError(
+                f"balance_weights: {self.reference_dataset} must be > 0: the epoch budget counts its samples"
+            )
 
 
 def demo_overrides() -> dict[str, object]:

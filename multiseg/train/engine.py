@@ -198,6 +198,7 @@ class Trainer:
             cfg.batch_size // self.info.world_size,
             num_workers=cfg.workers,
             policy=cfg.balance,
+            weights=self._balance_weights(),
             seed=cfg.seed,
             rank=self.info.rank,
             world_size=self.info.world_size,
@@ -250,9 +251,15 @@ class Trainer:
             groups.append({"params": extra, "weight_decay": 0.0, "poly": False})
         return torch.optim.Adam(groups, lr=self.cfg.lr)
 
+    def _balance_weights(self) -> list[float] | None:
+        """The sampler's weights, in the order of the trained datasets (``balance: weighted`` only)."""
+        if self.cfg.balance != "weighted":
+            return None
+        return [self.cfg.balance_weights[name] for name in self.names]
+
     def _steps_per_epoch(self, sizes: list[int]) -> int:
         """Steps that draw every sample of the reference dataset once (see module docstring)."""
-        counts = samples_per_dataset(sizes, self.cfg.balance)
+        counts = samples_per_dataset(sizes, self.cfg.balance, self._balance_weights())
         ref = self.names.index(self.cfg.reference_dataset)
         samples = sum(counts) * sizes[ref] / counts[ref]
         return max(1, math.ceil(samples / self.cfg.batch_size))
