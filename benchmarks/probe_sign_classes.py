@@ -98,7 +98,7 @@ def main() -> None:
     print(
         f"protocol: {args.model} encoder + linear classifier, {args.image_size}x{args.image_size} crops "
         f"(context {args.context}), {args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr}, "
-        "random resized crops (area 0.6-1), no flips"
+        f"random resized crops (area {cfg.scale_min}-1), no flips"
     )
     print(f"data: {root}")
     print(

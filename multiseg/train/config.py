@@ -105,9 +105,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError("need 0 < scale_min <= scale_max")
+        _check_dataset_names("dataset_resize", self.dataset_resize)
         for name, size in self.dataset_resize.items():
-            if name not in KNOWN_DATASETS:  # one not in this run is allowed: grids share their settings
-                raise ValueError(f"dataset_resize: unknown dataset {name!r}; known: {list(KNOWN_DATASETS)}")
             if len(size) != 2 or min(size) < 1:
                 raise ValueError(f"dataset_resize: {name} needs [width, height] >= 1, got {size}")
         self._check_balance_weights()
@@ -118,9 +117,8 @@ class TrainConfig:
 
     def _check_balance_weights(self) -> None:
         """``balance: weighted`` needs a weight per trained dataset, the reference one above 0."""
+        _check_dataset_names("balance_weights", self.balance_weights)
         for name, weight in self.balance_weights.items():
-            if name not in KNOWN_DATASETS:
-                raise ValueError(f"balance_weights: unknown dataset {name!r}; known: {list(KNOWN_DATASETS)}")
             if weight < 0:
                 raise ValueError(f"balance_weights: {name} must be >= 0, got {weight}")
         if self.balance != "weighted":
@@ -134,6 +132,13 @@ class TrainConfig:
             raise ValueError(
                 f"balance_weights: {self.reference_dataset} must be > 0: the epoch budget counts its samples"
             )
+
+
+def _check_dataset_names(key: str, per_dataset: dict[str, Any]) -> None:
+    """Names in a per-dataset setting must be known datasets (not in this run is fine: grids share them)."""
+    for name in per_dataset:
+        if name not in KNOWN_DATASETS:
+            raise ValueError(f"{key}: unknown dataset {name!r}; known: {list(KNOWN_DATASETS)}")
 
 
 def demo_overrides() -> dict[str, object]:
