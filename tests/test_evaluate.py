@@ -133,6 +133,10 @@ def test_eval_equals_training_validation(checkpoint: Path) -> None:
     assert mean_of(results, "cityscapes", "cityscapes", "labels") == pytest.approx(ref["miou/cityscapes"])
     assert mean_of(results, "gtsdb", "gtsdb", "boxes") == pytest.approx(ref["miou/gtsdb"])
     assert mean_of(results, "gtsdb", "gtsdb", "pixel gt") == pytest.approx(ref["miou_true/gtsdb"])
+    true_masks = next(r for r in results if r.key == "gtsdb_on_gtsdb_pixel-gt")
+    assert 0 <= true_masks.scores["sign_iou"] <= 1  # never n/a: the true masks hold signs
+    for score in ("sign_iou", "sign_accuracy"):
+        assert true_masks.scores[score] == pytest.approx(ref[f"{score}/gtsdb"], nan_ok=True)
     assert mean_of(results, "vistas", "vistas", "labels") == pytest.approx(ref["miou/vistas"])
     vistas = next(r for r in results if r.key == "vistas_on_vistas_labels")
     assert len(vistas.groups["miou"]) == 65 and len(vistas.groups["miou_not_in_cityscapes"]) == 40
@@ -191,6 +195,7 @@ def test_eval_cli_writes_table_json_csv_and_plots(
     }
     gtsdb = next(r for r in data["results"] if r["target"] == "boxes")
     assert len(gtsdb["groups"]["miou"]) == 43 and len(gtsdb["per_class_iou"]) == 44
+    assert 0 <= gtsdb["sign_iou"] <= 1 and "gtsdb on gtsdb pixel gt: sign_iou " in printed
     rows = (out / "eval.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 19 + 44 + 44 + 65 + 19
     for r in data["results"]:

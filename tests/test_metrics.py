@@ -96,6 +96,24 @@ def test_cityscapes_rules_on_label_ids_hand_computed() -> None:
     assert cm.mat.sum() == 6 and cm.mat[0, 19] == 1  # 6 valid pixels; the void prediction in "outside"
 
 
+def test_foreground_iou_and_accuracy_split_finding_from_naming() -> None:
+    """Classes 0 and 1 are signs, 2 is background; 255 GT pixels are ignored, 7 is outside the set."""
+    gt = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 255, 0])
+    pr = torch.tensor([0, 1, 2, 1, 0, 2, 1, 2, 0, 7])
+    cm = ConfusionMatrix(3)
+    cm.update(pr, gt)
+    # found: gt 0->0, 0->1, 1->1, 1->0 = 4; missed: gt 0->2, gt 0->7 = 2; false alarm: gt 2->1 = 1
+    assert math.isclose(cm.foreground_iou(background=2), 4 / (4 + 2 + 1))
+    assert math.isclose(cm.foreground_accuracy(background=2), 2 / 4)  # 0->0 and 1->1 of the 4 found
+    perfect_finder = ConfusionMatrix(3)
+    perfect_finder.update(torch.tensor([1, 0, 2]), torch.tensor([0, 1, 2]))
+    assert perfect_finder.foreground_iou(2) == 1.0 and perfect_finder.foreground_accuracy(2) == 0.0
+    assert perfect_finder.miou([0, 1]) == 0.0  # which the sign mIoU alone cannot tell apart from missing
+    no_signs = ConfusionMatrix(3)
+    no_signs.update(torch.tensor([2, 2]), torch.tensor([2, 2]))
+    assert math.isnan(no_signs.foreground_iou(2)) and math.isnan(no_signs.foreground_accuracy(2))
+
+
 def test_absent_class_in_subset_mean_and_all_nan() -> None:
     cm = ConfusionMatrix(3)
     cm.update(torch.tensor([0, 0]), torch.tensor([0, 0]))

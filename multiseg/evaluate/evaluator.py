@@ -10,7 +10,9 @@ Per head and dataset (specs section 1.5 for Cityscapes, 3.3-3.5 for Vistas):
 * ``lanes``: mIoU over road, lane marking, crosswalk plain, crosswalk zebra (not "other");
 * ``gtsdb``: mIoU over the 43 signs against the box-derived targets of the run's policy, and against
   per-pixel ground truth where available (the demo world's true masks, or Meletis & Dubbelman's masks
-  given with ``--gtsdb-masks``).
+  given with ``--gtsdb-masks``). Each GTSDB result also splits its matrix into ``sign_iou`` (IoU of
+  "any sign" against background: were the signs found?) and ``sign_accuracy`` (the right class on the
+  sign pixels found: were they named?).
 
 Resolution: by default the images and labels are resized as in training validation (the image fits
 ``resize_width`` x ``resize_height``; labels by nearest neighbour), so the numbers equal the training
@@ -37,6 +39,7 @@ from tqdm import tqdm
 
 from multiseg.config import config_from_dict, read_yaml_mapping
 from multiseg.data.base import SegDataset
+from multiseg.data.gtsdb import GTSDB_BACKGROUND
 from multiseg.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_NUM_CLASSES, vistas_to_cityscapes_lut
 from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
 from multiseg.data.transforms import Mirror, Sample, fit_scale
@@ -155,6 +158,7 @@ class Probe:
     groups: dict[str, tuple[int, ...]]
     source: int = 0
     gt_lut: torch.Tensor | None = None
+    background: int | None = None
     cm: ConfusionMatrix | None = None
     images: int = 0
 
@@ -169,7 +173,8 @@ def probes_for(vs: ValSet, heads: dict[str, int]) -> list[Probe]:
         )
     groups: dict[str, tuple[int, ...]] = {"miou": tuple(ds.eval_classes)}
     target = "boxes" if vs.name == "gtsdb" else "labels"
-    probes = [Probe(vs.name, vs.name, target, tuple(ds.classes), groups)]
+    background = GTSDB_BACKGROUND if vs.name == "gtsdb" else None
+    probes = [Probe(vs.name, vs.name, target, tuple(ds.classes), groups, background=background)]
     to_cs = getattr(ds, "to_cityscapes", None)
     if vs.name == "vistas" and to_cs is not None:
         groups["miou_not_in_cityscapes"] = tuple(i for i in ds.eval_classes if to_cs[i] == 255)
@@ -180,7 +185,8 @@ def probes_for(vs: ValSet, heads: dict[str, int]) -> list[Probe]:
                                 cs_groups, gt_lut=lut))  # fmt: skip
     if vs.pixel_gt is not None:
         pixel_groups = {"miou": tuple(ds.eval_classes)}
-        probes.append(Probe(vs.name, vs.name, "pixel gt", tuple(ds.classes), pixel_groups, source=1))
+        probes.append(Probe(vs.name, vs.name, "pixel gt", tuple(ds.classes), pixel_groups, source=1,
+                            background=background))  # fmt: skip
     return probes
 
 
@@ -241,10 +247,14 @@ def _result(p: Probe, split: str) -> EvalResult:
     assert p.cm is not None
     p.cm.all_reduce()
     iou = p.cm.iou().cpu().tolist()
+    scores = {}
+    if p.background is not None:
+        scores = {"sign_iou": p.cm.foreground_iou(p.background),
+                  "sign_accuracy": p.cm.foreground_accuracy(p.background)}  # fmt: skip
     return EvalResult(
         head=p.head, dataset=p.dataset, split=split, target=p.target, classes=p.classes, groups=p.groups,
         iou=iou, confusion=p.cm.mat.cpu().tolist(), pixel_accuracy=p.cm.pixel_accuracy(), images=p.images,
-        means={name: p.cm.miou(idx) for name, idx in p.groups.items()},
+        means={name: p.cm.miou(idx) for name, idx in p.groups.items()}, scores=scores,
     )  # fmt: skip
 
 

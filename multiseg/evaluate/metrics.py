@@ -70,6 +70,32 @@ class ConfusionMatrix:
         iou = iou[~iou.isnan()]
         return float(iou.mean()) if iou.numel() else float("nan")
 
+    def foreground_iou(self, background: int) -> float:
+        """IoU of "any class but ``background``", whatever the class: how well objects are found.
+
+        With GTSDB's 43 signs this separates finding a sign from naming it, which the sign mIoU mixes.
+        A prediction outside the class set counts as neither foreground nor background (a miss on a
+        foreground pixel). ``nan`` when no pixel is foreground in ground truth or prediction.
+        """
+        fg = [c for c in range(self.num_classes) if c != background]
+        mat = self.mat.double()
+        tp = mat[fg][:, fg].sum()
+        fn = mat[fg].sum() - tp
+        fp = mat[background, fg].sum()
+        denom = tp + fn + fp
+        return float(tp / denom) if denom > 0 else float("nan")
+
+    def foreground_accuracy(self, background: int) -> float:
+        """Of the pixels that are foreground in ground truth and prediction, the share of the right class.
+
+        The other half of :meth:`foreground_iou`: given that an object was found, was it named right?
+        ``nan`` when no such pixel exists.
+        """
+        fg = [c for c in range(self.num_classes) if c != background]
+        found = self.mat[fg][:, fg]
+        total = found.sum()
+        return float(found.diagonal().sum().item() / total.item()) if total > 0 else float("nan")
+
     def pixel_accuracy(self) -> float:
         """Correct valid pixels / all valid pixels."""
         total = self.mat.sum()

@@ -25,7 +25,8 @@ class EvalResult:
     ``groups`` maps a mean-IoU name (e.g. ``"miou"``, ``"miou_not_in_cityscapes"``) to the class indices
     it averages; ``confusion`` is the ``n x (n + 1)`` count matrix (last column: predictions outside the
     class set). ``pixel_accuracy`` counts every valid pixel of the head's classes, GTSDB's background
-    included (so it is near 1 there; the sign mIoU is the number to read).
+    included (so it is near 1 there; the sign mIoU is the number to read). ``scores`` holds other
+    figures of the same matrix, e.g. GTSDB's ``sign_iou`` and ``sign_accuracy``.
     """
 
     head: str
@@ -39,6 +40,7 @@ class EvalResult:
     pixel_accuracy: float
     images: int
     means: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -55,6 +57,7 @@ class EvalResult:
             "images": self.images,
             "pixel_accuracy": _json_float(self.pixel_accuracy),
             **{name: _json_float(v) for name, v in self.means.items()},
+            **{name: _json_float(v) for name, v in self.scores.items()},
             "groups": {name: list(idx) for name, idx in self.groups.items()},
             "per_class_iou": {c: _json_float(v) for c, v in zip(self.classes, self.iou, strict=True)},
             "confusion": self.confusion,
@@ -82,6 +85,10 @@ def format_table(results: Sequence[EvalResult], resolution: str) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in results:
+        if r.scores:
+            scores = ", ".join(f"{name} {_pct(value)} %" for name, value in r.scores.items())
+            lines.append(f"{r.head} on {r.dataset} {r.target}: {scores}")
     lines.append(f"resolution: {resolution}")
     return "\n".join(lines)
 

@@ -117,6 +117,7 @@ def run_cell(cell: Cell, cell_dir: Path, is_main: bool = True) -> tuple[dict[str
     marker, and the other ranks return an empty result.
     """
     from multiseg.train.engine import Trainer
+    from multiseg.train.validate import SCORE_PREFIXES
 
     marker = cell_dir / MARKER
     _check_saved_config(cell, cell_dir)
@@ -137,7 +138,7 @@ def run_cell(cell: Cell, cell_dir: Path, is_main: bool = True) -> tuple[dict[str
         "pretrained": cell.pretrained or cell.cfg.encoder_weights is not None,
         "epochs": cell.cfg.epochs,
         "best_epoch": best_epoch,
-        **{k: v for k, v in metrics.items() if k.startswith(("miou/", "miou_true/", "pseudo_iou/"))},
+        **{k: v for k, v in metrics.items() if k.startswith(SCORE_PREFIXES)},
         # A resumed run spent part of its time in an earlier process, so its duration is unknown here.
         "seconds": None if resume else round(time.time() - start, 1),
     }

@@ -42,7 +42,7 @@ from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.schedule import poly_factor
 from multiseg.train.step import StepOutput, compute_losses, enet_class_weights
-from multiseg.train.validate import validate
+from multiseg.train.validate import SCORE_PREFIXES, validate
 
 
 class TrainingDiverged(MultisegError):
@@ -132,7 +132,7 @@ class TrainSummary:
             lines.append(self.skipped)
         lines.append(f"{'metric':<28} {'last epoch':>10}")
         for key, value in sorted(self.final.items()):
-            if key.startswith(("miou/", "miou_true/", "pseudo_iou/", "weight/")):
+            if key.startswith((*SCORE_PREFIXES, "weight/")):
                 lines.append(f"{key:<28} {value:>10.4f}")
         return "\n".join(lines)
 

@@ -7,7 +7,10 @@ Keys of the returned mapping:
 * ``miou_true/gtsdb``: the GTSDB head against per-pixel ground truth, where the data has it (the demo
   world's true sign masks, or Meletis & Dubbelman's annotations);
 * ``pseudo_iou/gtsdb``: how well the online ``merge`` targets (boxes + the Cityscapes head) recover the
-  true sign masks, so target policies can be compared.
+  true sign masks, so target policies can be compared;
+* ``sign_iou/gtsdb`` and ``sign_accuracy/gtsdb``: the ``miou_true`` matrix split into finding signs
+  (IoU of "any sign" against background) and naming them (right class on the sign pixels found), since
+  a low sign mIoU can mean either.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from multiseg.data.gtsdb import GTSDB_BACKGROUND
 from multiseg.data.labels import CITYSCAPES_TRAFFIC_SIGN
 from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
 from multiseg.evaluate.metrics import ConfusionMatrix
@@ -25,6 +29,9 @@ from multiseg.train.box_targets import BoxTargetOptions, merge_sample
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import ValSet
 from multiseg.train.distributed import DistInfo
+
+#: The validation keys a run reports in its summary and the study grid keeps (``<prefix><head>``).
+SCORE_PREFIXES = ("miou/", "miou_true/", "pseudo_iou/", "sign_iou/", "sign_accuracy/")
 
 
 def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
@@ -122,4 +129,6 @@ def _validate_gtsdb(
             continue
         cm.all_reduce()
         results[key] = cm.miou(vs.dataset.eval_classes)
+    results["sign_iou/gtsdb"] = true_cm.foreground_iou(GTSDB_BACKGROUND)
+    results["sign_accuracy/gtsdb"] = true_cm.foreground_accuracy(GTSDB_BACKGROUND)
     return results
