@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -120,8 +121,6 @@ def test_unified_map_from_vistas_and_lanes_precedence() -> None:
 
 
 def test_eval_equals_training_validation(checkpoint: Path) -> None:
-    from dataclasses import replace
-
     from multiseg.train.data import build_val_sets
     from multiseg.train.distributed import DistInfo
     from multiseg.train.validate import validate
@@ -141,6 +140,19 @@ def test_eval_equals_training_validation(checkpoint: Path) -> None:
     vistas = next(r for r in results if r.key == "vistas_on_vistas_labels")
     assert len(vistas.groups["miou"]) == 65 and len(vistas.groups["miou_not_in_cityscapes"]) == 40
     assert not math.isnan(mean_of(results, "cityscapes", "vistas", "strict cityscapes mapping"))
+
+
+def test_heads_subset_scores_gtsdb_of_a_merge_run_alone(checkpoint: Path) -> None:
+    """``--heads gtsdb`` on a run whose GTSDB targets merge with the cityscapes head it leaves out."""
+    model, cfg, _, _ = load_run(checkpoint)
+    assert cfg.gtsdb_target == "merge"
+    opts = EvalOptions(max_samples=2, workers=0)
+    alone = evaluate(model, cfg, replace(opts, heads=["gtsdb"]), torch.device("cpu"))
+    everything = evaluate(model, cfg, opts, torch.device("cpu"))
+    assert {r.key for r in alone} == {"gtsdb_on_gtsdb_boxes", "gtsdb_on_gtsdb_pixel-gt"}
+    for r in alone:
+        same = next(e for e in everything if e.key == r.key)
+        assert r.confusion == same.confusion and r.scores == pytest.approx(same.scores, nan_ok=True)
 
 
 def test_full_res_follows_the_official_protocol(checkpoint: Path) -> None:

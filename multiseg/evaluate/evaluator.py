@@ -57,7 +57,7 @@ from multiseg.evaluate.upsample import upsample_argmax
 from multiseg.models import MultiHeadSegmenter, model_from_checkpoint
 from multiseg.train.checkpoint import load_checkpoint
 from multiseg.train.config import TrainConfig
-from multiseg.train.data import ValSet, build_val_sets, fit_size
+from multiseg.train.data import ValSet, build_val_sets, fit_size, gtsdb_offline_policy
 
 
 class ImageOnlyResize:
@@ -292,7 +292,9 @@ def build_sets(cfg: TrainConfig, opts: EvalOptions) -> list[ValSet]:
     if unknown := [h for h in names if h not in cfg.datasets]:
         raise MultisegError(f"--heads: {unknown} not in this model's heads {cfg.datasets}")
     resize = {k: v for k, v in cfg.dataset_resize.items() if k in names}
-    sub = replace(cfg, datasets=names, reference_dataset=names[0], dataset_resize=resize)
+    # Without the cityscapes head a merge run's GTSDB set is still scored on its offline box targets.
+    target = cfg.gtsdb_target if "cityscapes" in names else gtsdb_offline_policy(cfg)
+    sub = replace(cfg, datasets=names, reference_dataset=names[0], dataset_resize=resize, gtsdb_target=target)
     sets = build_val_sets(sub, which=0 if opts.split == "train" else 1)
     for vs in sets:
         if vs.name == "gtsdb" and opts.gtsdb_masks is not None:

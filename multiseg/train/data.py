@@ -62,10 +62,14 @@ def dataset_root(cfg: TrainConfig, name: str) -> Path:
     return base / _FOLDER[name]
 
 
+def gtsdb_offline_policy(cfg: TrainConfig) -> str:
+    """The box-target policy the GTSDB dataset itself renders (``merge`` is done online, on top of it)."""
+    return cfg.gtsdb_fallback if cfg.gtsdb_target == "merge" else cfg.gtsdb_target
+
+
 def _options(cfg: TrainConfig, name: str) -> dict[str, object]:
     if name == "gtsdb":
-        policy = cfg.gtsdb_fallback if cfg.gtsdb_target == "merge" else cfg.gtsdb_target
-        opts: dict[str, object] = {"policy": policy, "ring": cfg.gtsdb_ignore_ring}
+        opts: dict[str, object] = {"policy": gtsdb_offline_policy(cfg), "ring": cfg.gtsdb_ignore_ring}
         if cfg.train_split_fraction is not None:
             opts.update(split_rule="fraction", train_fraction=cfg.train_split_fraction)
         return opts
