@@ -70,6 +70,9 @@ class ConfusionMatrix:
         iou = iou[~iou.isnan()]
         return float(iou.mean()) if iou.numel() else float("nan")
 
+    def _foreground(self, background: int) -> list[int]:
+        return [c for c in range(self.num_classes) if c != background]
+
     def foreground_iou(self, background: int) -> float:
         """IoU of "any class but ``background``", whatever the class: how well objects are found.
 
@@ -77,7 +80,7 @@ class ConfusionMatrix:
         A prediction outside the class set counts as neither foreground nor background (a miss on a
         foreground pixel). ``nan`` when no pixel is foreground in ground truth or prediction.
         """
-        fg = [c for c in range(self.num_classes) if c != background]
+        fg = self._foreground(background)
         mat = self.mat.double()
         tp = mat[fg][:, fg].sum()
         fn = mat[fg].sum() - tp
@@ -91,7 +94,7 @@ class ConfusionMatrix:
         The other half of :meth:`foreground_iou`: given that an object was found, was it named right?
         ``nan`` when no such pixel exists.
         """
-        fg = [c for c in range(self.num_classes) if c != background]
+        fg = self._foreground(background)
         found = self.mat[fg][:, fg]
         total = found.sum()
         return float(found.diagonal().sum().item() / total.item()) if total > 0 else float("nan")
