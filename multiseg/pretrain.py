@@ -240,7 +240,9 @@ class Pretrainer:
         if self.info.distributed:
             ids = [self.info.local_rank] if use_cuda else None
             self.ddp = DistributedDataParallel(self.net, device_ids=ids)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+        )
         self.epoch = 0
         self.log = MetricsLog(self.run_dir, tensorboard=False) if self.info.is_main else None
 
