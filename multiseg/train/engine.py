@@ -246,8 +246,8 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         """Adam on the network (with weight decay) and on the log-variances (without, at constant LR).
 
-        The fused kernel (CPU and CUDA) updates every tensor in one pass: 7 instead of 15 ms per
-        default demo step on 2 CPU cores.
+        The fused kernel (CPU and CUDA) updates every tensor in one pass: the optimiser part of a
+        default demo step drops from 15 to 7 ms on 2 CPU cores (of about 140 ms per step).
         """
         groups = [{"params": list(self.module.net.parameters()), "weight_decay": self.cfg.weight_decay}]
         extra = list(self.module.weighting.parameters())
