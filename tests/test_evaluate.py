@@ -134,7 +134,7 @@ def test_eval_equals_training_validation(checkpoint: Path) -> None:
     assert mean_of(results, "gtsdb", "gtsdb", "pixel gt") == pytest.approx(ref["miou_true/gtsdb"])
     true_masks = next(r for r in results if r.key == "gtsdb_on_gtsdb_pixel-gt")
     assert 0 <= true_masks.scores["sign_iou"] <= 1  # never n/a: the true masks hold signs
-    for score in ("sign_iou", "sign_accuracy"):
+    for score in ("sign_iou", "sign_category_accuracy", "sign_accuracy"):
         assert true_masks.scores[score] == pytest.approx(ref[f"{score}/gtsdb"], nan_ok=True)
     assert mean_of(results, "vistas", "vistas", "labels") == pytest.approx(ref["miou/vistas"])
     vistas = next(r for r in results if r.key == "vistas_on_vistas_labels")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from multiseg.evaluate.metrics import ConfusionMatrix
+from multiseg.evaluate.metrics import ConfusionMatrix, sign_scores
 
 
 def test_hand_computed_iou() -> None:
@@ -112,6 +113,31 @@ def test_foreground_iou_and_accuracy_split_finding_from_naming() -> None:
     no_signs = ConfusionMatrix(3)
     no_signs.update(torch.tensor([2, 2]), torch.tensor([2, 2]))
     assert math.isnan(no_signs.foreground_iou(2)) and math.isnan(no_signs.foreground_accuracy(2))
+
+
+def test_foreground_accuracy_with_class_groups_counts_the_right_group_as_right() -> None:
+    """Classes 0 and 1 form one group, 2 another, 3 is background."""
+    gt = torch.tensor([0, 0, 1, 2, 2, 3])
+    pr = torch.tensor([0, 1, 2, 2, 3, 3])  # right, same group, other group, right, missed, background
+    cm = ConfusionMatrix(4)
+    cm.update(pr, gt)
+    assert math.isclose(cm.foreground_accuracy(3), 2 / 4)
+    assert math.isclose(cm.foreground_accuracy(3, class_groups=[0, 0, 1, 2]), 3 / 4)
+    assert math.isclose(cm.foreground_accuracy(3, class_groups=[5, 5, 5, 5]), 1.0)  # background stays out
+    with pytest.raises(ValueError, match="class_groups has 3 entries for 4 classes"):
+        cm.foreground_accuracy(3, class_groups=[0, 0, 1])
+
+
+def test_sign_scores_split_finding_category_and_class() -> None:
+    """Speed limits 30 and 50 share the prohibitory category; stop is in "other"; 43 is background."""
+    gt = torch.tensor([1, 1, 1, 1, 14, 43, 43])
+    pr = torch.tensor([1, 2, 2, 14, 43, 43, 1])
+    cm = ConfusionMatrix(44)
+    cm.update(pr, gt)
+    scores = sign_scores(cm)
+    assert math.isclose(scores["sign_iou"], 4 / (4 + 1 + 1))  # 4 found, the stop sign missed, 1 false alarm
+    assert math.isclose(scores["sign_category_accuracy"], 3 / 4)  # 30 -> 30, 30 -> 50 twice; not 30 -> stop
+    assert math.isclose(scores["sign_accuracy"], 1 / 4)
 
 
 def test_absent_class_in_subset_mean_and_all_nan() -> None:

@@ -196,6 +196,7 @@ def test_summary_table_lists_every_head_metric(tmp_path: Path) -> None:
         "miou_true/gtsdb": 0.125,
         "pseudo_iou/gtsdb": 0.9,
         "sign_iou/gtsdb": 0.6,
+        "sign_category_accuracy/gtsdb": 0.4,
         "sign_accuracy/gtsdb": 0.2,
         "weight/gtsdb": 0.75,
         "loss/total": 3.0,

@@ -11,8 +11,8 @@ Per head and dataset (specs section 1.5 for Cityscapes, 3.3-3.5 for Vistas):
 * ``gtsdb``: mIoU over the 43 signs against the box-derived targets of the run's policy, and against
   per-pixel ground truth where available (the demo world's true masks, or Meletis & Dubbelman's masks
   given with ``--gtsdb-masks``). Each GTSDB result also splits its matrix into ``sign_iou`` (IoU of
-  "any sign" against background: were the signs found?) and ``sign_accuracy`` (the right class on the
-  sign pixels found: were they named?).
+  "any sign" against background: were the signs found?), ``sign_category_accuracy`` (the right category
+  on the sign pixels found) and ``sign_accuracy`` (the right class: were they named?).
 
 Resolution: by default the images and labels are resized as in training validation (the image fits
 ``resize_width`` x ``resize_height``; labels by nearest neighbour), so the numbers equal the training
@@ -39,12 +39,11 @@ from tqdm import tqdm
 
 from multiseg.config import config_from_dict, read_yaml_mapping
 from multiseg.data.base import SegDataset
-from multiseg.data.gtsdb import GTSDB_BACKGROUND
 from multiseg.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_NUM_CLASSES, vistas_to_cityscapes_lut
 from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
 from multiseg.data.transforms import Mirror, Sample, fit_scale
 from multiseg.errors import MultisegError
-from multiseg.evaluate.metrics import ConfusionMatrix
+from multiseg.evaluate.metrics import ConfusionMatrix, sign_scores
 from multiseg.evaluate.report import (
     EvalResult,
     format_table,
@@ -158,7 +157,7 @@ class Probe:
     groups: dict[str, tuple[int, ...]]
     source: int = 0
     gt_lut: torch.Tensor | None = None
-    background: int | None = None
+    signs: bool = False  # a GTSDB matrix: add :func:`~multiseg.evaluate.metrics.sign_scores`
     cm: ConfusionMatrix | None = None
     images: int = 0
 
@@ -173,8 +172,8 @@ def probes_for(vs: ValSet, heads: dict[str, int]) -> list[Probe]:
         )
     groups: dict[str, tuple[int, ...]] = {"miou": tuple(ds.eval_classes)}
     target = "boxes" if vs.name == "gtsdb" else "labels"
-    background = GTSDB_BACKGROUND if vs.name == "gtsdb" else None
-    probes = [Probe(vs.name, vs.name, target, tuple(ds.classes), groups, background=background)]
+    signs = vs.name == "gtsdb"
+    probes = [Probe(vs.name, vs.name, target, tuple(ds.classes), groups, signs=signs)]
     to_cs = getattr(ds, "to_cityscapes", None)
     if vs.name == "vistas" and to_cs is not None:
         groups["miou_not_in_cityscapes"] = tuple(i for i in ds.eval_classes if to_cs[i] == 255)
@@ -186,7 +185,7 @@ def probes_for(vs: ValSet, heads: dict[str, int]) -> list[Probe]:
     if vs.pixel_gt is not None:
         pixel_groups = {"miou": tuple(ds.eval_classes)}
         probes.append(Probe(vs.name, vs.name, "pixel gt", tuple(ds.classes), pixel_groups, source=1,
-                            background=background))  # fmt: skip
+                            signs=signs))  # fmt: skip
     return probes
 
 
@@ -248,9 +247,8 @@ def _result(p: Probe, split: str) -> EvalResult:
     p.cm.all_reduce()
     iou = p.cm.iou().cpu().tolist()
     scores = {}
-    if p.background is not None:
-        scores = {"sign_iou": p.cm.foreground_iou(p.background),
-                  "sign_accuracy": p.cm.foreground_accuracy(p.background)}  # fmt: skip
+    if p.signs:
+        scores = sign_scores(p.cm)
     return EvalResult(
         head=p.head, dataset=p.dataset, split=split, target=p.target, classes=p.classes, groups=p.groups,
         iou=iou, confusion=p.cm.mat.cpu().tolist(), pixel_accuracy=p.cm.pixel_accuracy(), images=p.images,

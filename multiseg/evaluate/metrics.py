@@ -16,6 +16,9 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from multiseg.data.gtsdb import GTSDB_BACKGROUND
+from multiseg.data.labels import GTSDB_CATEGORIES, gtsdb_class_categories
+
 
 class ConfusionMatrix:
     """A ``num_classes x (num_classes + 1)`` count matrix: rows = ground truth, columns = prediction.
@@ -88,16 +91,25 @@ class ConfusionMatrix:
         denom = tp + fn + fp
         return float(tp / denom) if denom > 0 else float("nan")
 
-    def foreground_accuracy(self, background: int) -> float:
+    def foreground_accuracy(self, background: int, class_groups: Sequence[int] | None = None) -> float:
         """Of the pixels that are foreground in ground truth and prediction, the share of the right class.
 
         The other half of :meth:`foreground_iou`: given that an object was found, was it named right?
+        With ``class_groups`` (a group id per class) a pixel counts as right when the predicted class is
+        in the true class's group: e.g. a GTSDB sign of the right category, whatever its glyph.
         ``nan`` when no such pixel exists.
         """
         fg = self._foreground(background)
         found = self.mat[fg][:, fg]
         total = found.sum()
-        return float(found.diagonal().sum().item() / total.item()) if total > 0 else float("nan")
+        if total == 0:
+            return float("nan")
+        if class_groups is None:
+            return float(found.diagonal().sum().item() / total.item())
+        if len(class_groups) != self.num_classes:
+            raise ValueError(f"class_groups has {len(class_groups)} entries for {self.num_classes} classes")
+        group = torch.as_tensor(class_groups, device=found.device)[fg]
+        return float(found[group[:, None] == group[None, :]].sum().item() / total.item())
 
     def pixel_accuracy(self) -> float:
         """Correct valid pixels / all valid pixels."""
@@ -117,3 +129,19 @@ class ConfusionMatrix:
         mat = self.mat.double()
         rows = mat.sum(dim=1, keepdim=True)
         return torch.where(rows > 0, mat / rows.clamp(min=1), torch.full_like(mat, float("nan")))
+
+
+def sign_scores(cm: ConfusionMatrix) -> dict[str, float]:
+    """A GTSDB head's matrix against per-pixel ground truth, split where a low sign mIoU can come from.
+
+    * ``sign_iou``: "any sign" against background: were the signs found?
+    * ``sign_category_accuracy``: of the sign pixels found, the share given a sign of the right category
+      (prohibitory, mandatory, danger, other: the shape and colours the GTSDB detection benchmark scores);
+    * ``sign_accuracy``: the share given the right one of the 43 classes (the glyph inside too).
+    """
+    categories = [*gtsdb_class_categories().tolist(), len(GTSDB_CATEGORIES)]  # background: a group alone
+    return {
+        "sign_iou": cm.foreground_iou(GTSDB_BACKGROUND),
+        "sign_category_accuracy": cm.foreground_accuracy(GTSDB_BACKGROUND, categories),
+        "sign_accuracy": cm.foreground_accuracy(GTSDB_BACKGROUND),
+    }

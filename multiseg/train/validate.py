@@ -8,9 +8,9 @@ Keys of the returned mapping:
   world's true sign masks, or Meletis & Dubbelman's annotations);
 * ``pseudo_iou/gtsdb``: how well the online ``merge`` targets (boxes + the Cityscapes head) recover the
   true sign masks, so target policies can be compared;
-* ``sign_iou/gtsdb`` and ``sign_accuracy/gtsdb``: the ``miou_true`` matrix split into finding signs
-  (IoU of "any sign" against background) and naming them (right class on the sign pixels found), since
-  a low sign mIoU can mean either.
+* ``sign_iou/gtsdb``, ``sign_category_accuracy/gtsdb`` and ``sign_accuracy/gtsdb``: the ``miou_true``
+  matrix split into finding signs (IoU of "any sign" against background), telling their category and
+  naming them (right category / class on the sign pixels found), since a low sign mIoU can mean any.
 """
 
 from __future__ import annotations
@@ -21,17 +21,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from multiseg.data.gtsdb import GTSDB_BACKGROUND
 from multiseg.data.labels import CITYSCAPES_TRAFFIC_SIGN
 from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
-from multiseg.evaluate.metrics import ConfusionMatrix
+from multiseg.evaluate.metrics import ConfusionMatrix, sign_scores
 from multiseg.train.box_targets import BoxTargetOptions, merge_sample
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import ValSet
 from multiseg.train.distributed import DistInfo
 
 #: The validation keys a run reports in its summary and the study grid keeps (``<prefix><head>``).
-SCORE_PREFIXES = ("miou/", "miou_true/", "pseudo_iou/", "sign_iou/", "sign_accuracy/")
+SCORE_PREFIXES = (
+    "miou/",
+    "miou_true/",
+    "pseudo_iou/",
+    "sign_iou/",
+    "sign_category_accuracy/",
+    "sign_accuracy/",
+)
 
 
 def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
@@ -129,6 +135,5 @@ def _validate_gtsdb(
             continue
         cm.all_reduce()
         results[key] = cm.miou(vs.dataset.eval_classes)
-    results["sign_iou/gtsdb"] = true_cm.foreground_iou(GTSDB_BACKGROUND)
-    results["sign_accuracy/gtsdb"] = true_cm.foreground_accuracy(GTSDB_BACKGROUND)
+    results.update({f"{name}/gtsdb": value for name, value in sign_scores(true_cm).items()})
     return results
