@@ -132,7 +132,7 @@ class ConfusionMatrix:
 
 
 def sign_scores(cm: ConfusionMatrix) -> dict[str, float]:
-    """A GTSDB head's matrix against per-pixel ground truth, split where a low sign mIoU can come from.
+    """A GTSDB head's matrix (against true masks or box targets), split where a low sign mIoU comes from.
 
     * ``sign_iou``: "any sign" against background: were the signs found?
     * ``sign_category_accuracy``: of the sign pixels found, the share given a sign of the right category
