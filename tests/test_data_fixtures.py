@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from multiseg.data.boxes import rasterise_boxes
 from multiseg.data.cityscapes import CityscapesDataset, color_to_train_id, read_cityscapes_label
 from multiseg.data.gtsdb import GtsdbDataset, parse_gt_txt, read_meletis_mask
 from multiseg.data.io import read_color_label, read_image, read_label
@@ -18,6 +19,7 @@ from multiseg.data.labels import (
     CITYSCAPES_PALETTE,
     LANE_MARKING_CLASSES,
     LANE_MARKING_V12_INDICES,
+    gtsdb_class_shapes,
     lane_marking_lut,
     vistas_mirror_pairs,
 )
@@ -190,6 +192,38 @@ def test_real_meletis_masks_as_gtsdb_eval_labels(fixtures_dir: Path, tmp_path: P
     inside = item["label"][y1:y2, x1:x2]
     assert (inside == 38).float().mean() > 0.5  # "fine" mask: the sign's own pixels inside its box
     assert (item["label"][:y1] != 38).all()
+
+
+def test_shape_targets_reproduce_the_real_fine_sign_masks(fixtures_dir: Path, tmp_path: Path) -> None:
+    """The ``shape`` policy on real gt.txt boxes against Meletis & Dubbelman's fine masks, a frame per class.
+
+    It checks the class -> outline table on the real signs; over all 900 frames the sign IoU is 0.97 for
+    ``shape`` and 0.67 for ``box``. Signs of 20 px lose a few percent to the pixel grid, hence 0.85.
+    """
+    boxes = parse_gt_txt(fixtures_dir / "gtsdb/FullIJCNN2013/gt.txt")
+    frames = sorted({next(int(b.stem) for b in boxes if b.class_id == c) for c in range(43)})
+    members = [f"gtFine/{'train' if n < 600 else 'test'}/{n % 600:05d}_labelIds.png" for n in frames]
+    with zipfile.ZipFile(fixtures_dir / "gtsdb/iv2018_per_pixel/gtFine.zip") as zf:
+        zf.extractall(tmp_path, members=members)
+    counts = {policy: np.zeros((2, 43)) for policy in ("box", "shape")}  # per class: intersection, union
+    for n, member in zip(frames, members, strict=True):
+        true = read_meletis_mask(tmp_path / member)
+        rows = [b for b in boxes if int(b.stem) == n]
+        xyxy = np.array([(b.x1, b.y1, b.x2 + 1, b.y2 + 1) for b in rows], np.float64)
+        classes = np.array([b.class_id for b in rows], np.int64)
+        for policy, (inter, union) in counts.items():
+            target = rasterise_boxes(
+                np.zeros(true.shape, np.uint8), xyxy, classes,
+                policy=policy, background=43, class_shapes=gtsdb_class_shapes(),
+            )  # fmt: skip
+            for c in range(43):
+                inter[c] += np.count_nonzero((target == c) & (true == c))
+                union[c] += np.count_nonzero((target == c) | (true == c))
+    shape_iou = counts["shape"][0] / counts["shape"][1]
+    box_iou = counts["box"][0] / counts["box"][1]
+    assert shape_iou.min() > 0.85, {c: round(v, 3) for c, v in enumerate(shape_iou) if v <= 0.85}
+    assert shape_iou.mean() > 0.93
+    assert box_iou.mean() < 0.75  # the corners of a box are not sign
 
 
 def test_real_vistas_labels_read_as_indices(fixtures_dir: Path, tmp_path: Path) -> None:
