@@ -227,3 +227,12 @@ def test_demo_config_follows_the_users_datasets_and_model() -> None:
         ["datasets=[cityscapes]", "class_weighted_heads=[gtsdb]", "model_kwargs={dropout_64: 0.1}"]
     )
     assert chosen.class_weighted_heads == ["gtsdb"] and chosen.model_kwargs == {"dropout_64": 0.1}
+
+
+def test_the_long_demo_config_is_the_default_run_with_more_frames_epochs_and_sign_pixels() -> None:
+    from multiseg.config import config_differences, load_config
+    from multiseg.train.config import TrainConfig, demo_config
+
+    long = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs/demo/long.yaml")
+    changed = {line.split(":")[0] for line in config_differences(demo_config(), long)}
+    assert changed == {"demo_size", "dataset_resize", "epochs", "val_every", "out_dir"}
