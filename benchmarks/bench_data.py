@@ -48,11 +48,12 @@ from torch.utils.data import DataLoader, Dataset
 from multiseg.data.base import Record
 from multiseg.data.cityscapes import ID_LUT, CityscapesDataset
 from multiseg.data.io import check_same_size, decode_image, decode_label, map_labels, read_bytes
-from multiseg.data.labels import cityscapes_id_to_train_id_lut
 from multiseg.data.pipeline import build_train_loader, collate
 from multiseg.data.prepare import prepare_data_root
-from multiseg.data.synthetic import blocky_label, street_like_image, write_gray, write_rgb
-from multiseg.data.transforms import Mirror, TrainTransform, clip_boxes
+from multiseg.data.sample import Mirror
+from multiseg.data.transforms import TrainTransform, clip_boxes
+from multiseg.demo.synthetic import blocky_label, street_like_image, write_gray, write_rgb
+from multiseg.labels import cityscapes_id_to_train_id_lut
 
 CROP_H, CROP_W = 512, 1024
 Timer = Callable[[str], AbstractContextManager[None]]

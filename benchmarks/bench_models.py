@@ -47,17 +47,10 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from multiseg.bench import time_callable
-from multiseg.export import (
-    Int8Accuracy,
-    calibration_inputs,
-    export_onnx,
-    int8_accuracy,
-    int8_text,
-    ort_session,
-    ort_settings_text,
-    quantize_int8,
-)
+from multiseg.deploy.bench import time_callable
+from multiseg.deploy.export import export_onnx
+from multiseg.deploy.quantize import Int8Accuracy, calibration_inputs, int8_accuracy, int8_text, quantize_int8
+from multiseg.deploy.runtime import ort_session, ort_settings_text
 from multiseg.models import create_model, fold_batchnorm, list_models
 
 #: model -> (file in --reference-dir, class name, constructor kwargs, source repository)

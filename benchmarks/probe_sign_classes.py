@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from multiseg.data.gtsdb import GtsdbDataset
-from multiseg.pretrain import PretrainConfig, pretrain
-from multiseg.train.data import demo_world_root
+from multiseg.demo.cache import demo_world_root
+from multiseg.train.pretrain import PretrainConfig, pretrain
 
 
 def crop_box(image: np.ndarray, box: np.ndarray, context: float) -> np.ndarray:

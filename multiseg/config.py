@@ -227,3 +227,14 @@ def config_differences(old: Any, new: Any) -> list[str]:
     """Human-readable ``key: old -> new`` lines for every field that differs between two configs."""
     a, b = config_to_dict(old), config_to_dict(new)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in b if a.get(k) != b.get(k)]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x1024"`` -> (512, 1024); anything else is a :class:`MultisegError`."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as err:
+        raise MultisegError(f"size {text!r} is not HxW (e.g. 512x1024)") from err
+    if h < 1 or w < 1:
+        raise MultisegError(f"size {text!r} must be positive")
+    return h, w

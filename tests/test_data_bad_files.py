@@ -15,8 +15,8 @@ import pytest
 
 from multiseg.data.io import FileError, read_image
 from multiseg.data.pipeline import SkippedFiles, build_dataset, build_train_loader
-from multiseg.data.synthetic import write_cityscapes
 from multiseg.data.transforms import TrainTransform, TransformConfig
+from multiseg.demo.synthetic import write_cityscapes
 from multiseg.errors import MultisegError
 
 CFG = TransformConfig(fit_width=96, fit_height=48, crop_height=32, crop_width=64)

@@ -13,8 +13,9 @@ from multiseg.data.cityscapes import CityscapesDataset
 from multiseg.data.folder import FolderDataset
 from multiseg.data.gtsdb import GtsdbDataset, parse_gt_txt, read_meletis_mask, split_frames
 from multiseg.data.io import read_image, read_label
-from multiseg.data.labels import vistas_v12_config
-from multiseg.data.synthetic import (
+from multiseg.data.transforms import TrainTransform, TransformConfig
+from multiseg.data.vistas import VistasDataset
+from multiseg.demo.synthetic import (
     write_cityscapes,
     write_folder_dataset,
     write_gray,
@@ -23,9 +24,8 @@ from multiseg.data.synthetic import (
     write_rgb,
     write_vistas,
 )
-from multiseg.data.transforms import TrainTransform, TransformConfig
-from multiseg.data.vistas import VistasDataset
 from multiseg.errors import MultisegError
+from multiseg.labels import vistas_v12_config
 
 
 def _one_line(exc: pytest.ExceptionInfo[MultisegError]) -> str:
@@ -43,7 +43,7 @@ def test_cityscapes_generated(tmp_path: Path) -> None:
     assert len(ds) == 3 and ds.num_classes == 19 and ds.eval_classes == tuple(range(19))
     item = ds[0]
     raw = read_label(ds.records[0].label)
-    from multiseg.data.labels import cityscapes_id_to_train_id_lut
+    from multiseg.labels import cityscapes_id_to_train_id_lut
 
     np.testing.assert_array_equal(item["label"].numpy(), cityscapes_id_to_train_id_lut()[raw])
     assert (

@@ -14,14 +14,14 @@ from multiseg.data.pipeline import build_train_loader
 from multiseg.data.transforms import TrainTransform, TransformConfig
 from multiseg.data.vistas import VistasDataset
 
-demo = pytest.importorskip("multiseg.data.demo")
+demo = pytest.importorskip("multiseg.demo.world")
 
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 9-frames-per-dataset demo world (about 3 s to write)."""
     if not hasattr(demo, "write_demo_world"):
-        pytest.skip("multiseg.data.demo.write_demo_world is not available yet")
+        pytest.skip("multiseg.demo.write_demo_world is not available yet")
     root = tmp_path_factory.mktemp("demo") / "world"
     demo.write_demo_world(root, seed=0, n_frames=9)
     return root

@@ -20,11 +20,8 @@ from multiseg.data.fastgeom import (
     nearest_indices,
     uniform_window,
 )
-from multiseg.data.labels import GTSDB_MIRROR_PAIRS, GTSDB_NUM_CLASSES, gtsdb_mirror_map
-from multiseg.data.synthetic import street_like_image
+from multiseg.data.sample import Mirror, Sample, swap_lut
 from multiseg.data.transforms import (
-    Mirror,
-    Sample,
     TrainTransform,
     TransformConfig,
     box_crop,
@@ -33,9 +30,10 @@ from multiseg.data.transforms import (
     hflip,
     random_crop,
     resize,
-    swap_lut,
 )
 from multiseg.data.transforms import nearest_indices as transforms_nearest_indices
+from multiseg.demo.synthetic import street_like_image
+from multiseg.labels import GTSDB_MIRROR_PAIRS, GTSDB_NUM_CLASSES, gtsdb_mirror_map
 
 BG = GTSDB_NUM_CLASSES
 MIRROR = Mirror(label_lut=swap_lut(GTSDB_MIRROR_PAIRS), box_class_map=gtsdb_mirror_map())

@@ -15,7 +15,9 @@ from multiseg.data.boxes import rasterise_boxes
 from multiseg.data.cityscapes import CityscapesDataset, color_to_train_id, read_cityscapes_label
 from multiseg.data.gtsdb import GtsdbDataset, parse_gt_txt, read_meletis_mask
 from multiseg.data.io import read_color_label, read_image, read_label
-from multiseg.data.labels import (
+from multiseg.data.transforms import EvalTransform
+from multiseg.data.vistas import VistasDataset, read_vistas_config
+from multiseg.labels import (
     CITYSCAPES_PALETTE,
     LANE_MARKING_CLASSES,
     LANE_MARKING_V12_INDICES,
@@ -23,8 +25,6 @@ from multiseg.data.labels import (
     lane_marking_lut,
     vistas_mirror_pairs,
 )
-from multiseg.data.transforms import EvalTransform
-from multiseg.data.vistas import VistasDataset, read_vistas_config
 
 pytestmark = pytest.mark.fixtures
 

@@ -16,8 +16,8 @@ from multiseg.data.pipeline import (
     collate,
     normalize_on_device,
 )
-from multiseg.data.synthetic import write_cityscapes, write_gtsdb, write_vistas
 from multiseg.data.transforms import TrainTransform, TransformConfig
+from multiseg.demo.synthetic import write_cityscapes, write_gtsdb, write_vistas
 from multiseg.errors import MultisegError
 
 CFG = TransformConfig(fit_width=128, fit_height=64, crop_height=48, crop_width=96)

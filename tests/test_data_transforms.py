@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 
 from multiseg.data.boxes import pixel_span, rasterise_boxes
-from multiseg.data.labels import GTSDB_MIRROR_PAIRS, GTSDB_NUM_CLASSES, gtsdb_class_shapes, gtsdb_mirror_map
+from multiseg.data.sample import Mirror, Sample, swap_lut
 from multiseg.data.transforms import (
     EvalTransform,
-    Mirror,
-    Sample,
     TrainTransform,
     TransformConfig,
     box_crop,
@@ -19,8 +17,8 @@ from multiseg.data.transforms import (
     fit_scale,
     hflip,
     resize,
-    swap_lut,
 )
+from multiseg.labels import GTSDB_MIRROR_PAIRS, GTSDB_NUM_CLASSES, gtsdb_class_shapes, gtsdb_mirror_map
 
 BG = GTSDB_NUM_CLASSES
 

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import multiseg.data.demo as demo
+import multiseg.demo.world as demo
 from multiseg.cli import main
-from multiseg.data.demo.scene import WC
-from multiseg.data.demo.signs import canonical_sign
-from multiseg.data.demo.writers import cityscapes_lut, vistas_lut
-from multiseg.data.labels import (
+from multiseg.demo.builder import WC
+from multiseg.demo.signs import canonical_sign
+from multiseg.demo.writers import cityscapes_lut, vistas_lut
+from multiseg.errors import MultisegError
+from multiseg.labels import (
     CITYSCAPES_LABELS,
     GTSDB_CLASSES,
     GTSDB_FLIP_INVARIANT,
@@ -26,7 +27,6 @@ from multiseg.data.labels import (
     VISTAS_V12_LABELS,
     vistas_v12_config,
 )
-from multiseg.errors import MultisegError
 
 N_FRAMES = 24  # per dataset: Cityscapes 20/4, GTSDB 16/8, Vistas 20/4
 CS_STEM = re.compile(r"^(?P<city>[a-z]+)_(?P<seq>\d{6})_(?P<frame>\d{6})$")
@@ -432,7 +432,7 @@ def test_disk_error_is_a_one_line_user_error(tmp_path: Path, monkeypatch: pytest
 def test_demo_data_default_root_is_the_cache_folder_train_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from multiseg.train.data import demo_world_path
+    from multiseg.demo.cache import demo_world_path
 
     monkeypatch.setenv("MULTISEG_CACHE", str(tmp_path))
     target = tmp_path / "demo_world_seed7_small"
@@ -447,8 +447,9 @@ def test_demo_data_default_root_is_the_cache_folder_train_reads(
 def test_train_reads_the_demo_world_of_its_demo_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: str
 ) -> None:
+    from multiseg.demo.cache import demo_world_path
     from multiseg.train.config import TrainConfig
-    from multiseg.train.data import dataset_root, demo_world_path
+    from multiseg.train.data import dataset_root
 
     monkeypatch.setenv("MULTISEG_CACHE", str(tmp_path))
     for s in ("small", "medium"):  # both present (markers only): nothing is generated

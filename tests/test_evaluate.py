@@ -20,13 +20,13 @@ import torch.nn.functional as F
 
 from multiseg.cli import main
 from multiseg.config import config_to_dict
-from multiseg.data.labels import CITYSCAPES_NAME_TO_ID, CITYSCAPES_TRAFFIC_SIGN, cityscapes_id_to_train_id_lut
+from multiseg.deploy.predict import PredictOptions, run_predict
 from multiseg.errors import MultisegError
 from multiseg.evaluate import unified as U
 from multiseg.evaluate.evaluator import EvalOptions, evaluate, load_run, mean_of, probes_for
-from multiseg.evaluate.predict import PredictOptions, run_predict
 from multiseg.evaluate.submission import evaluate_results
 from multiseg.evaluate.upsample import upsample_argmax
+from multiseg.labels import CITYSCAPES_NAME_TO_ID, CITYSCAPES_TRAFFIC_SIGN, cityscapes_id_to_train_id_lut
 from multiseg.models import create_model
 from multiseg.train.config import TrainConfig
 
@@ -39,7 +39,7 @@ GTSDB_IMAGE = "gtsdb/iv2018_sample_results_3/image_3.png"
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from multiseg.data.demo import write_demo_world
+    from multiseg.demo.world import write_demo_world
 
     root = tmp_path_factory.mktemp("demo") / "world"
     write_demo_world(root, seed=0, n_frames=12)
@@ -338,7 +338,7 @@ def test_submission_format_and_official_rules(checkpoint: Path, fixtures_dir: Pa
 @pytest.mark.slow
 def test_onnxruntime_predictions_equal_torch(checkpoint: Path, demo_root: Path, tmp_path: Path) -> None:
     from multiseg.data.pipeline import normalize_on_device
-    from multiseg.evaluate.predict import OrtBackend, TorchBackend, export_for_ort, load_for_predict
+    from multiseg.deploy.predict import OrtBackend, TorchBackend, export_for_ort, load_for_predict
 
     frames = sorted((demo_root / "cityscapes" / "leftImg8bit" / "val").rglob("*.png"))[:3]
     model, fit = load_for_predict(checkpoint)

@@ -159,7 +159,7 @@ def test_figures_from_given_rows(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from multiseg.data.demo import write_demo_world
+    from multiseg.demo.world import write_demo_world
 
     root = tmp_path_factory.mktemp("world") / "demo"
     write_demo_world(root, n_frames=9)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from multiseg.evaluate.metrics import ConfusionMatrix, sign_scores
+from multiseg.metrics import ConfusionMatrix, sign_scores
 
 
 def test_hand_computed_iou() -> None:
@@ -77,7 +77,7 @@ def test_matches_numpy_reference_and_merges() -> None:
 
 def test_cityscapes_rules_on_label_ids_hand_computed() -> None:
     """specs 1.5 on a 2x4 label-id frame: void GT ignored, void prediction a miss, absent classes n/a."""
-    from multiseg.data.labels import cityscapes_id_to_train_id_lut
+    from multiseg.labels import cityscapes_id_to_train_id_lut
 
     lut = torch.from_numpy(cityscapes_id_to_train_id_lut().astype(np.int64))
     # label ids: 7 road, 8 sidewalk, 26 car, 0 unlabeled (void), 9 parking (ignored in eval)

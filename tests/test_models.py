@@ -373,7 +373,7 @@ def test_onnx_export_matches_torch(name: str, legacy: bool, tmp_path: Path) -> N
     pytest.importorskip("onnxruntime")
     if not legacy:
         pytest.importorskip("onnxscript")
-    from multiseg.export import check_parity, export_onnx
+    from multiseg.deploy.export import check_parity, export_onnx
 
     model = randomize_(create_model(name, heads={"cityscapes": 19, "gtsdb": 44}).eval())
     s = model.output_stride

@@ -23,7 +23,7 @@ SIZE = (64, 128)
 @pytest.fixture(scope="module")
 def edanet_fp32(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
     """EDANet (two heads) and its fp32 graph, exported once (legacy exporter: fast)."""
-    from multiseg.export import export_onnx
+    from multiseg.deploy.export import export_onnx
 
     torch.manual_seed(0)
     model = create_model("edanet", heads={"cityscapes": 19, "gtsdb": 44}).eval()
@@ -32,7 +32,7 @@ def edanet_fp32(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Modu
 
 
 def test_ort_session_options_are_applied(edanet_fp32: tuple[torch.nn.Module, Path]) -> None:
-    from multiseg.export import ort_session
+    from multiseg.deploy.runtime import ort_session
 
     _, path = edanet_fp32
     session = ort_session(path, threads=2, spinning=False)
@@ -55,7 +55,8 @@ def test_int8_graph_runs_and_agrees_with_fp32(
 ) -> None:
     import onnx
 
-    from multiseg.export import calibration_inputs, int8_accuracy, ort_session, quantize_int8
+    from multiseg.deploy.quantize import calibration_inputs, int8_accuracy, quantize_int8
+    from multiseg.deploy.runtime import ort_session
 
     model, fp32 = edanet_fp32
     before = fp32.read_bytes()
@@ -79,7 +80,7 @@ def test_int8_graph_runs_and_agrees_with_fp32(
 
 
 def test_int8_refuses_to_overwrite_fp32(edanet_fp32: tuple[torch.nn.Module, Path]) -> None:
-    from multiseg.export import calibration_inputs, quantize_int8
+    from multiseg.deploy.quantize import calibration_inputs, quantize_int8
 
     _, fp32 = edanet_fp32
     with pytest.raises(MultisegError, match="must not overwrite the fp32"):
@@ -89,7 +90,7 @@ def test_int8_refuses_to_overwrite_fp32(edanet_fp32: tuple[torch.nn.Module, Path
 def test_calibration_inputs_from_an_image_folder(tmp_path: Path) -> None:
     import cv2
 
-    from multiseg.export import calibration_inputs
+    from multiseg.deploy.quantize import calibration_inputs
 
     (tmp_path / "city").mkdir()
     for i in range(3):
@@ -182,7 +183,7 @@ def test_bench_models_alternates_variants_call_by_call() -> None:
 @pytest.mark.parametrize("high", [0.9, 1.5])
 def test_decomposed_prelu_equals_prelu_in_both_forms(high: float) -> None:
     """``max(x, a x)`` where every slope is <= 1 (negative ones included), ``relu + a min`` otherwise."""
-    from multiseg.export import DecomposedPReLU
+    from multiseg.deploy.export import DecomposedPReLU
 
     prelu = torch.nn.PReLU(8)
     with torch.no_grad():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import multiseg.data.demo as demo
+import multiseg.demo.world as demo
 from multiseg.cli import main
 from multiseg.data.cityscapes import CityscapesDataset
 from multiseg.data.gtsdb import GtsdbDataset

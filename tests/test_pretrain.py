@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from multiseg.cli import main
-from multiseg.data.demo.crops import MARKER, write_classification_set
 from multiseg.data.io import read_image
+from multiseg.demo.crops import MARKER, write_classification_set
 from multiseg.errors import MultisegError
 from multiseg.models import create_model, list_models
-from multiseg.pretrain import (
+from multiseg.train.pretrain import (
     ENCODER_FILE,
     ImageFolderSet,
     PretrainConfig,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from multiseg.data.demo import write_demo_world
 from multiseg.data.gtsdb import parse_gt_txt
+from multiseg.demo.world import write_demo_world
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_sign_classes.py"
 

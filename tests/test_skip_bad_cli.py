@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from multiseg.data.synthetic import write_cityscapes
+from multiseg.demo.synthetic import write_cityscapes
 
 
 def _multiseg(*args: str) -> subprocess.CompletedProcess:

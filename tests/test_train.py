@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from multiseg.data import synthetic
+from multiseg.demo import synthetic
 from multiseg.errors import MultisegError
 
 TINY = [
@@ -165,7 +165,7 @@ def test_missing_dataset_fails_before_training(tmp_path: Path) -> None:
 
 def _without_void(root: Path) -> Path:
     """A copy of the tiny Cityscapes whose labels have no ignored pixel (void ids become road)."""
-    from multiseg.data.labels import cityscapes_id_to_train_id_lut
+    from multiseg.labels import cityscapes_id_to_train_id_lut
 
     shutil.copytree(root / "cityscapes", root.parent / "novoid" / "cityscapes")
     lut = cityscapes_id_to_train_id_lut()
@@ -222,7 +222,7 @@ def test_torchrun_three_heads_with_absent_heads_on_a_rank(tiny_root: Path, tmp_p
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from multiseg.data.demo import write_demo_world
+    from multiseg.demo.world import write_demo_world
 
     root = tmp_path_factory.mktemp("demo") / "world"
     write_demo_world(root, seed=0, n_frames=24)
@@ -338,7 +338,7 @@ def test_bf16_autocast_on_cpu_with_channels_last_where_the_model_allows_it(
 
 
 def test_amp_auto_is_bf16_exactly_where_the_device_has_it() -> None:
-    from multiseg.train.engine import autocast_dtype, native_bf16
+    from multiseg.train.device import autocast_dtype, native_bf16
 
     cpu = torch.device("cpu")
     assert autocast_dtype("none", cpu) is None and autocast_dtype("fp16", cpu) == torch.float16

@@ -14,9 +14,9 @@ from multiseg.errors import MultisegError
 from multiseg.train.box_targets import BoxTargetOptions, merge_batch, merge_sample
 from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from multiseg.train.early_stopping import EarlyStopping
-from multiseg.train.engine import TrainSummary
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.schedule import poly_factor
+from multiseg.train.summary import TrainSummary
 
 # ---- learned loss weights -------------------------------------------------------------------------
 

@@ -33,9 +33,10 @@ import torch
 from torch.utils.data import Dataset
 
 from multiseg.data.io import FileError
-from multiseg.data.labels import IGNORE_INDEX
-from multiseg.data.transforms import Mirror, Sample, clip_boxes
+from multiseg.data.sample import Mirror, Sample
+from multiseg.data.transforms import clip_boxes
 from multiseg.errors import MultisegError
+from multiseg.labels import IGNORE_INDEX
 
 Transform = Callable[[Sample, Mirror, np.random.Generator], Sample]
 

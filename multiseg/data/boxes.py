@@ -25,7 +25,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from multiseg.data.labels import GTSDB_SHAPES, IGNORE_INDEX
+from multiseg.labels import GTSDB_SHAPES, IGNORE_INDEX
 
 TargetPolicy = Literal["box", "shape"]
 TARGET_POLICIES: tuple[str, ...] = ("box", "shape")

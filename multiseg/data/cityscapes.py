@@ -17,13 +17,13 @@ import numpy as np
 
 from multiseg.data.base import Record, SegDataset, Transform, require_dir, unpaired_error
 from multiseg.data.io import check_same_size, make_lut, map_labels, read_image, read_label
-from multiseg.data.labels import (
+from multiseg.data.sample import Sample
+from multiseg.labels import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_LABELS,
     CITYSCAPES_PALETTE,
     IGNORE_INDEX,
 )
-from multiseg.data.transforms import Sample
 
 LAYOUT = (
     "ROOT/leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png and "

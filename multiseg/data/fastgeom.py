@@ -34,15 +34,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from multiseg.data.labels import IGNORE_INDEX
-
-if TYPE_CHECKING:  # transforms.py calls this module; importing it at run time would be circular
-    from multiseg.data.transforms import Mirror, Sample
+from multiseg.data.sample import Mirror, Sample
+from multiseg.labels import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

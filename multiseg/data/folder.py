@@ -26,9 +26,9 @@ import yaml
 
 from multiseg.data.base import Record, SegDataset, Transform, require_dir, unpaired_error
 from multiseg.data.io import IMAGE_EXTENSIONS, check_same_size, make_lut, map_labels, read_image, read_label
-from multiseg.data.labels import IGNORE_INDEX
-from multiseg.data.transforms import Sample
+from multiseg.data.sample import Sample
 from multiseg.errors import MultisegError
+from multiseg.labels import IGNORE_INDEX
 
 LAYOUT = "ROOT/classes.yaml + ROOT/images/<split>/<stem>.jpg + ROOT/labels/<split>/<stem>.png"
 

@@ -34,7 +34,10 @@ import numpy as np
 from multiseg.data.base import Record, SegDataset, Transform, first_few, require_dir, unpaired_error
 from multiseg.data.boxes import TARGET_POLICIES, TargetPolicy, rasterise_boxes
 from multiseg.data.io import IMAGE_EXTENSIONS, check_same_size, make_lut, map_labels, read_image, read_label
-from multiseg.data.labels import (
+from multiseg.data.sample import Mirror, Sample, swap_lut
+from multiseg.errors import MultisegError
+from multiseg.labels import (
+    GTSDB_BACKGROUND,
     GTSDB_CLASSES,
     GTSDB_MIRROR_PAIRS,
     GTSDB_NUM_CLASSES,
@@ -42,11 +45,8 @@ from multiseg.data.labels import (
     gtsdb_class_shapes,
     gtsdb_mirror_map,
 )
-from multiseg.data.transforms import Mirror, Sample, swap_lut
-from multiseg.errors import MultisegError
 
 LAYOUT = "ROOT/FullIJCNN2013/{00000.ppm ... 00899.ppm, gt.txt} (frames may also be .png/.jpg)"
-GTSDB_BACKGROUND = GTSDB_NUM_CLASSES
 OFFICIAL_TRAIN = range(0, 600)
 OFFICIAL_TEST = range(600, 900)
 SplitRule = Literal["auto", "official", "fraction"]

@@ -29,7 +29,9 @@ import numpy as np
 
 from multiseg.data.base import Record, SegDataset, Transform, require_dir, unpaired_error
 from multiseg.data.io import check_same_size, make_lut, map_labels, read_image, read_label
-from multiseg.data.labels import (
+from multiseg.data.sample import Mirror, Sample, swap_lut
+from multiseg.errors import MultisegError
+from multiseg.labels import (
     IGNORE_INDEX,
     LANE_MARKING_CLASSES,
     LANE_MARKING_OTHER,
@@ -37,8 +39,6 @@ from multiseg.data.labels import (
     vistas_mirror_pairs,
     vistas_to_cityscapes_lut,
 )
-from multiseg.data.transforms import Mirror, Sample, swap_lut
-from multiseg.errors import MultisegError
 
 LAYOUT = (
     "ROOT/config.json + ROOT/{training,validation}/{images/<key>.jpg,labels/<key>.png} "

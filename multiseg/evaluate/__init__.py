@@ -1,1 +1,1 @@
-"""Evaluation: confusion-matrix metrics, reports and inference."""
+"""Scoring a checkpoint on its datasets with the benchmarks' rules: reports, submissions, unified map."""

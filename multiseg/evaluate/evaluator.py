@@ -3,7 +3,7 @@
 Per head and dataset (specs section 1.5 for Cityscapes, 3.3-3.5 for Vistas):
 
 * ``cityscapes``: mIoU over the 19 train classes; void GT pixels ignored, a prediction outside the 19
-  classes on a valid pixel a miss (:class:`~multiseg.evaluate.metrics.ConfusionMatrix`);
+  classes on a valid pixel a miss (:class:`~multiseg.metrics.ConfusionMatrix`);
 * ``vistas``: mIoU over the evaluated classes, and over the evaluated classes the strict
   Vistas->Cityscapes table maps to nothing (v1.2 only; the classes a Cityscapes model cannot know); with a
   ``cityscapes`` head too, that head on the Vistas images against the strictly mapped Vistas GT;
@@ -39,11 +39,10 @@ from tqdm import tqdm
 
 from multiseg.config import config_from_dict, read_yaml_mapping
 from multiseg.data.base import SegDataset
-from multiseg.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_NUM_CLASSES, vistas_to_cityscapes_lut
 from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
-from multiseg.data.transforms import Mirror, Sample, fit_scale
+from multiseg.data.sample import Mirror, Sample
+from multiseg.data.transforms import fit_scale
 from multiseg.errors import MultisegError
-from multiseg.evaluate.metrics import ConfusionMatrix, sign_scores
 from multiseg.evaluate.report import (
     EvalResult,
     format_table,
@@ -53,6 +52,8 @@ from multiseg.evaluate.report import (
     write_json,
 )
 from multiseg.evaluate.upsample import upsample_argmax
+from multiseg.labels import CITYSCAPES_CLASSES, CITYSCAPES_NUM_CLASSES, vistas_to_cityscapes_lut
+from multiseg.metrics import ConfusionMatrix, sign_scores
 from multiseg.models import MultiHeadSegmenter, model_from_checkpoint
 from multiseg.train.checkpoint import load_checkpoint
 from multiseg.train.config import TrainConfig
@@ -157,7 +158,7 @@ class Probe:
     groups: dict[str, tuple[int, ...]]
     source: int = 0
     gt_lut: torch.Tensor | None = None
-    signs: bool = False  # a GTSDB matrix: add :func:`~multiseg.evaluate.metrics.sign_scores`
+    signs: bool = False  # a GTSDB matrix: add :func:`~multiseg.metrics.sign_scores`
     cm: ConfusionMatrix | None = None
     images: int = 0
 
@@ -357,7 +358,7 @@ def write_report(results: list[EvalResult], meta: dict[str, Any], out: Path, res
 
 def run_eval(path: Path, opts: EvalOptions, out: Path | None) -> str:
     """``multiseg eval``: load, check, evaluate, write the report; returns the text to print."""
-    from multiseg.train.engine import resolve_device
+    from multiseg.train.device import resolve_device
 
     model, cfg, ckpt, run_dir = load_run(path)
     cfg = override_data(cfg, opts.data)

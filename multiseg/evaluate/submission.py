@@ -20,10 +20,10 @@ import torch
 
 from multiseg.data.base import first_few
 from multiseg.data.io import read_label
-from multiseg.data.labels import CITYSCAPES_CLASSES, cityscapes_id_to_train_id_lut
 from multiseg.errors import MultisegError
-from multiseg.evaluate.metrics import ConfusionMatrix
 from multiseg.evaluate.report import EvalResult
+from multiseg.labels import CITYSCAPES_CLASSES, cityscapes_id_to_train_id_lut
+from multiseg.metrics import ConfusionMatrix
 
 #: ``<city>_<seq>_<frame>`` at the start of a Cityscapes file name.
 FRAME_ID = re.compile(r"^([a-z]+)_(\d{6})_(\d{6})")

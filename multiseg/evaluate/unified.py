@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from multiseg.data.gtsdb import GtsdbDataset
-from multiseg.data.labels import (
+from multiseg.data.vistas import LANES_PALETTE
+from multiseg.labels import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_NUM_CLASSES,
     CITYSCAPES_PALETTE,
@@ -35,7 +36,6 @@ from multiseg.data.labels import (
     VISTAS_V12_NUM_LABELS,
     vistas_to_cityscapes_lut,
 )
-from multiseg.data.vistas import LANES_PALETTE
 
 ROAD = CITYSCAPES_CLASSES.index("road")
 SIGN_OFFSET = CITYSCAPES_NUM_CLASSES

@@ -5,7 +5,7 @@ A grid is one YAML mapping::
     study: paper                  # a title for the table and figures
     defaults: {workers: 4}        # TrainConfig keys for every cell, under what its config file says
     set: {epochs: 3}              # TrainConfig keys for every cell, over its config file
-    bench: {size: 512x1024, min_time: 3.0, warmup: null, device: auto}   # FPS protocol (multiseg.bench)
+    bench: {size: 512x1024, min_time: 3.0, warmup: null, device: auto}   # FPS protocol (deploy.bench)
     pretrain: {data: null, epochs: 30}   # optional: how cells marked ``pretrained`` get encoder weights
     cells:
       - config: erfnet/cs.yaml    # a flat TrainConfig YAML, relative to the grid file
@@ -39,7 +39,7 @@ DATASET_ABBREV = {"cityscapes": "CS", "gtsdb": "GTSDB", "lanes": "LM", "vistas":
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """How FPS is measured for the figures (see :mod:`multiseg.bench` for the protocol)."""
+    """How FPS is measured for the figures (see :mod:`multiseg.deploy.bench` for the protocol)."""
 
     size: tuple[int, int] = (512, 1024)
     min_time: float = 3.0
@@ -109,7 +109,7 @@ def _bench_options(data: Mapping[str, Any], where: str) -> BenchOptions:
     _check_keys(data, fields, where)
     values = dict(data)
     if "size" in values:
-        from multiseg.bench import parse_size
+        from multiseg.config import parse_size
 
         size = values["size"]
         values["size"] = tuple(size) if isinstance(size, (list, tuple)) else parse_size(str(size))

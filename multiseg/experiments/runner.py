@@ -103,7 +103,7 @@ def _with_pretrained_encoder(cell: Cell, grid: Grid, out_dir: Path) -> Cell:
     """A pretrained cell of a grid with a ``pretrain`` section trains from the grid's own weights."""
     if not cell.pretrained or grid.pretrain is None:
         return cell
-    from multiseg.pretrain import ensure_pretrained
+    from multiseg.train.pretrain import ensure_pretrained
 
     weights = ensure_pretrained(cell.model, grid.pretrain.values, out_dir / "pretrain")
     values = {**config_to_dict(cell.cfg), "encoder_weights": str(weights.absolute())}  # any working dir

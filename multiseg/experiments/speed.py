@@ -1,4 +1,4 @@
-"""FPS of a trained cell's network on the machine at hand, with :mod:`multiseg.bench`'s timing harness.
+"""FPS of a trained cell's network on the machine at hand, with :mod:`multiseg.deploy.bench`'s timing harness.
 
 Unlike ``multiseg bench`` (one head or a fixed head table), a cell is timed as it was trained: its own
 heads and head mode, every head computed, so Fig 6 shows what a second decoder costs against a shared
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from multiseg.bench import BenchSettings, environment, time_callable
+from multiseg.deploy.bench import BenchSettings, environment, time_callable
 from multiseg.experiments.grid import BenchOptions
 from multiseg.models import HeadsAsTuple, create_model, fold_batchnorm
 from multiseg.models.complexity import count_macs
@@ -71,7 +71,7 @@ def measure_speed(model_config: Mapping[str, Any], opts: BenchOptions) -> dict[s
         f"batch 1, input 1x3x{h}x{w}, all {len(model.head_names)} heads "
         f"({model_config['head_mode']}), eval + inference_mode, BN folded, fp32, warm-up "
         f"{settings.warmup_runs()} runs, timed loop >= {opts.min_time:g} s, median latency "
-        f"(multiseg.bench harness)"
+        f"(multiseg.deploy.bench harness)"
     )
     return {
         "params": params["total"],

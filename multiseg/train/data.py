@@ -7,48 +7,20 @@ data root is given.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from multiseg.data.base import SegDataset
 from multiseg.data.pipeline import build_dataset
 from multiseg.data.transforms import EvalTransform, TrainTransform, TransformConfig
+from multiseg.demo.cache import demo_world_root
 from multiseg.errors import MultisegError
-from multiseg.files import file_lock
 from multiseg.train.config import TrainConfig
 
 #: Split names of each dataset: (train, validation).
 SPLITS = {"cityscapes": ("train", "val"), "gtsdb": ("train", "test"), "vistas": ("training", "validation")}
 SPLITS["lanes"] = SPLITS["vistas"]
 _FOLDER = {"cityscapes": "cityscapes", "gtsdb": "gtsdb", "vistas": "vistas", "lanes": "vistas"}
-
-
-def cache_dir() -> Path:
-    """Where multiseg keeps generated data: ``$MULTISEG_CACHE``, else ``$XDG_CACHE_HOME/multiseg``."""
-    if env := os.environ.get("MULTISEG_CACHE"):
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "multiseg"
-
-
-def demo_world_path(seed: int = 0, size: str = "small") -> Path:
-    """Where the cached demo world of ``seed`` and ``size`` lives (whether or not it exists yet)."""
-    return cache_dir() / f"demo_world_seed{seed}_{size}"
-
-
-def demo_world_root(seed: int = 0, size: str = "small", announce: bool = True) -> Path:
-    """The demo world in the cache, generated on first use (with a message saying where)."""
-    from multiseg.data.demo import write_demo_world
-
-    root = demo_world_path(seed, size)
-    if (root / "multiseg_demo.json").is_file():
-        return root
-    with file_lock(root.parent / f".{root.name}.lock"):  # torchrun ranks: one generates, the rest wait
-        if not (root / "multiseg_demo.json").is_file():
-            if announce:
-                print(f"multiseg: generating the demo world into {root} (first use only)", flush=True)
-            write_demo_world(root, seed=seed, size=size, force=False)
-    return root
 
 
 def dataset_root(cfg: TrainConfig, name: str) -> Path:

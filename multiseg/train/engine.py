@@ -36,13 +36,15 @@ from multiseg.train.box_targets import BoxTargetOptions
 from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import build_train_datasets, build_val_sets, check_data_present
+from multiseg.train.device import autocast_dtype, cpu_bf16, resolve_device, to_device
 from multiseg.train.distributed import DistInfo, broadcast_flag, init_distributed
 from multiseg.train.early_stopping import EarlyStopping
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.schedule import poly_factor
 from multiseg.train.step import StepOutput, compute_losses, enet_class_weights
-from multiseg.train.validate import SCORE_PREFIXES, validate
+from multiseg.train.summary import TrainSummary
+from multiseg.train.validate import validate
 
 
 class TrainingDiverged(MultisegError):
@@ -76,24 +78,6 @@ class JointModule(nn.Module):
         return total, out
 
 
-def resolve_device(choice: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; asking for CUDA without one is a user error."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise MultisegError("device 'cuda' was asked for, but torch sees no CUDA device")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    moved = dict(batch)
-    for key in ("image", "label", "dataset_index"):
-        moved[key] = batch[key].to(device, non_blocking=True)
-    for key in ("boxes", "box_classes"):
-        moved[key] = [t.to(device) for t in batch[key]]
-    return moved
-
-
 @dataclass
 class TrainState:
     """Where the run is; everything here goes into ``last.pt``."""
@@ -107,34 +91,6 @@ class TrainState:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-@dataclass
-class TrainSummary:
-    """What a finished run reports."""
-
-    run_dir: Path
-    epochs_run: int
-    best_epoch: int
-    best_score: float
-    final: dict[str, float]
-    stopped_early: bool
-    seconds: float
-    skipped: str = ""  # SkippedFiles.report() of a skip_bad run ("" when nothing was skipped)
-
-    def table(self) -> str:
-        """The final summary table printed at the end of a run."""
-        lines = [f"run folder: {self.run_dir}", f"epochs: {self.epochs_run}  ({self.seconds:.0f} s)"]
-        lines.append(f"best mean mIoU: {self.best_score:.4f} at epoch {self.best_epoch}")
-        if self.stopped_early:
-            lines.append("stopped early (no improvement within the patience)")
-        if self.skipped:
-            lines.append(self.skipped)
-        lines.append(f"{'metric':<28} {'last epoch':>10}")
-        for key, value in sorted(self.final.items()):
-            if key.startswith((*SCORE_PREFIXES, "weight/")):
-                lines.append(f"{key:<28} {value:>10.4f}")
-        return "\n".join(lines)
 
 
 class Trainer:
@@ -320,7 +276,7 @@ class Trainer:
         return self.cfg.lr * factor
 
     def _train_step(self, batch: dict[str, Any]) -> StepOutput:
-        batch = _to_device(batch, self.device)
+        batch = to_device(batch, self.device)
         if self.channels_last:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
@@ -473,65 +429,3 @@ class Trainer:
         self.state.running = {}
         self._save("last.pt")
         return row
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 in hardware: CUDA with bf16 support, or a CPU with AVX512-BF16/AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of config key ``amp`` on ``device`` (``auto``: bf16 where native, else none)."""
-    if amp == "auto":
-        return torch.bfloat16 if native_bf16(device) else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-
-
-def cpu_bf16(device: torch.device, amp_dtype: torch.dtype | None) -> bool:
-    """Whether the run is bf16 autocast on CPU, where models with ``cpu_bf16_channels_last = False``
-    (ESPNet, EDANet: torch 2.13's bf16 channels_last dilated-conv gradients break) stay in NCHW."""
-    return device.type == "cpu" and amp_dtype == torch.bfloat16
-
-
-def resolve_run(
-    config_path: Path | None, overrides: list[str], resume: Path | None, force: bool
-) -> tuple[TrainConfig, Path, bool]:
-    """The config, run folder and resume flag of a ``multiseg train`` invocation.
-
-    No config file and no resume: the demo-world defaults (:func:`demo_config`). A new run goes to
-    ``out_dir/<time>-<model>`` so that runs never overwrite each other. With ``--resume RUN_DIR`` the
-    saved ``config.yaml`` is used; a config file or ``--set`` that changes it is an error listing the
-    differences, unless ``force``.
-    """
-    from multiseg.config import config_differences, load_config
-    from multiseg.train.config import demo_config
-
-    if resume is not None:
-        saved_path = Path(resume) / "config.yaml"
-        if not (Path(resume) / "last.pt").is_file() or not saved_path.is_file():
-            raise MultisegError(f"--resume {resume}: no run to resume there (config.yaml and last.pt needed)")
-        saved = load_config(TrainConfig, saved_path)
-        cfg = load_config(TrainConfig, config_path or saved_path, overrides)
-        diff = config_differences(saved, cfg)
-        if diff and not force:
-            raise MultisegError(
-                f"--resume {resume}: the config differs from the saved one ({'; '.join(diff)}); "
-                "add --force to accept"
-            )
-        return cfg, Path(resume), True
-    cfg = demo_config(overrides) if config_path is None else load_config(TrainConfig, config_path, overrides)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(cfg.out_dir) / f"{stamp}-{cfg.model}"
-    n = 1
-    while run_dir.exists():
-        n += 1
-        run_dir = Path(cfg.out_dir) / f"{stamp}-{cfg.model}-{n}"
-    return cfg, run_dir, False
-
-
-def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> TrainSummary:
-    """Run (or resume) one training run and return its summary."""
-    trainer = Trainer(cfg, run_dir, resume=resume)
-    return trainer.fit()

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multiseg.data.labels import CITYSCAPES_TRAFFIC_SIGN, IGNORE_INDEX
 from multiseg.data.pipeline import normalize_on_device
+from multiseg.labels import CITYSCAPES_TRAFFIC_SIGN, IGNORE_INDEX
 from multiseg.train.box_targets import BoxTargetOptions, merge_batch
 
 

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from multiseg.data.labels import CITYSCAPES_TRAFFIC_SIGN
 from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
-from multiseg.evaluate.metrics import ConfusionMatrix, sign_scores
+from multiseg.labels import CITYSCAPES_TRAFFIC_SIGN
+from multiseg.metrics import ConfusionMatrix, sign_scores
 from multiseg.train.box_targets import BoxTargetOptions, merge_sample
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import ValSet

@@ -1,8 +1,8 @@
-"""Rasterise a :class:`~multiseg.data.demo.scene.Scene` through a camera into pixels and label maps.
+"""Rasterise a :class:`~multiseg.demo.builder.Scene` through a camera into pixels and label maps.
 
 Every shape is filled into one int32 "shape id" map in painter's order; the class, object and
 colour maps are lookups of that map, so the image and its labels agree exactly. Traffic signs are
-sprites from :mod:`multiseg.data.demo.signs` whose own pixels (the true mask) are written into the
+sprites from :mod:`multiseg.demo.signs` whose own pixels (the true mask) are written into the
 same map. The camera then adds per-class texture, its colour cast, brightness, contrast, vignette,
 blur and sensor noise: the domain shift between the three datasets.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from multiseg.data.demo.scene import NUM_WORLD_CLASSES, WC, Scene
-from multiseg.data.demo.signs import render_sign
+from multiseg.demo.builder import NUM_WORLD_CLASSES, WC, Scene
+from multiseg.demo.signs import render_sign
 
 _SHIFT = 4
 

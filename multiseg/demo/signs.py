@@ -2,7 +2,7 @@
 
 Each sign is drawn once on a square canonical canvas (RGB plus a coverage mask) and cached; the
 renderer resizes the sprite to the sign's size in a frame. Every class has its own glyph, so the
-classes can be told apart but not trivially. Mirror semantics follow :mod:`multiseg.data.labels`:
+classes can be told apart but not trivially. Mirror semantics follow :mod:`multiseg.labels`:
 the second class of each pair in ``GTSDB_MIRROR_PAIRS`` *is* the horizontal mirror of the first,
 classes in ``GTSDB_FLIP_INVARIANT`` are made exactly left-right symmetric, and all other glyphs
 are handed (digits, text, figures walking one way, a diagonal "end of" bar).
@@ -16,7 +16,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from multiseg.data.labels import GTSDB_FLIP_INVARIANT, GTSDB_MIRROR_PAIRS, GTSDB_NUM_CLASSES
+from multiseg.labels import GTSDB_FLIP_INVARIANT, GTSDB_MIRROR_PAIRS, GTSDB_NUM_CLASSES
 
 #: Side of the canonical sprite canvas in pixels.
 CANVAS = 128

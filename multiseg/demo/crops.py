@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from multiseg.data.demo import _counts, cityscapes_frame, gtsdb_frame, vistas_frame
-from multiseg.data.demo.render import Frame
-from multiseg.data.demo.scene import WC
-from multiseg.data.labels import GTSDB_CATEGORIES, gtsdb_class_categories
+from multiseg.demo.builder import WC
+from multiseg.demo.render import Frame
+from multiseg.demo.world import cityscapes_frame, frame_counts, gtsdb_frame, vistas_frame
 from multiseg.errors import MultisegError
+from multiseg.labels import GTSDB_CATEGORIES, gtsdb_class_categories
 
 MARKER = "multiseg_crops.json"
 #: World classes kept as objects, and the class folder each one goes to.
@@ -118,7 +118,7 @@ def write_classification_set(
     Every ``val_every``-th frame goes to ``val``. Written into a temporary folder that replaces ``root``
     when complete; a ``root`` already holding a crop set of the same settings is kept as it is.
     """
-    n = n_frames if n_frames is not None else _counts("small", None).total
+    n = n_frames if n_frames is not None else frame_counts("small", None).total
     if n < 1 or size < 8:
         raise MultisegError(f"classification set: need n_frames >= 1 and size >= 8, got {n}, {size}")
     root = Path(root).expanduser().absolute()

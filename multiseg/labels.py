@@ -1,4 +1,6 @@
-"""Label tables of the supported datasets, kept in one place.
+"""Label tables of the supported datasets, kept in one place and shared by every stage.
+
+The demo world writes these ids, the readers map them, training and evaluation score against them.
 
 Cityscapes: the 34 label ids of ``cityscapesscripts.helpers.labels`` (plus ``license plate``),
 their 19 train ids and colours. GTSDB: the 43 classes of FullIJCNN2013 with their
@@ -157,6 +159,8 @@ GTSDB_CLASSES: tuple[GtsdbClass, ...] = (
 )
 
 GTSDB_NUM_CLASSES = 43
+#: The GTSDB head's extra class, after the 43 signs: every pixel that is no sign.
+GTSDB_BACKGROUND = GTSDB_NUM_CLASSES
 GTSDB_CATEGORIES = ("prohibitory", "mandatory", "danger", "other")
 
 #: Classes whose mirror image is another class (bend left <-> bend right, turn left <-> turn right ...).

@@ -1,5 +1,7 @@
 """Confusion-matrix segmentation metrics, accumulated on the device and mergeable across ranks.
 
+One module for training validation and ``multiseg eval``, so the two always report the same number.
+
 Definitions follow the official evaluators (specs/datasets.md §1.5 and §3.3):
 
 * ground-truth pixels equal to ``ignore_index`` are dropped;
@@ -16,8 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
-from multiseg.data.gtsdb import GTSDB_BACKGROUND
-from multiseg.data.labels import GTSDB_CATEGORIES, gtsdb_class_categories
+from multiseg.labels import GTSDB_BACKGROUND, GTSDB_CATEGORIES, gtsdb_class_categories
 
 
 class ConfusionMatrix:

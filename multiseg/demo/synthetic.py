@@ -1,6 +1,6 @@
 """Tiny datasets written in the real on-disk formats, for tests and the data benchmark.
 
-These are not the demo world (``multiseg.data.demo`` renders a coherent street scene); they are
+These are not the demo world (:mod:`multiseg.demo.world` renders a coherent street scene); they are
 random pixels with known labels and boxes, small enough to write in milliseconds, so tests can
 build exactly the layout (or the broken layout) they need.
 """
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from multiseg.data.labels import vistas_v12_config
+from multiseg.labels import vistas_v12_config
 
 
 def noise_image(height: int, width: int, rng: np.random.Generator) -> np.ndarray:

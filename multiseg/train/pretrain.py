@@ -396,7 +396,7 @@ def ensure_pretrained(model: str, options: dict[str, Any], root: Path) -> Path:
     values = dict(options)
     crop_frames = values.pop("crop_frames", None)
     if values.get("data") is None:
-        from multiseg.data.demo.crops import write_classification_set
+        from multiseg.demo.crops import write_classification_set
 
         size = int(values.get("image_size", 64))
         with file_lock(Path(root) / ".data.lock"):  # torchrun: one rank writes, the others then reuse it

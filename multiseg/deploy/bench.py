@@ -11,7 +11,7 @@ taken in one run.
 ``--backend onnxruntime``: the BN-folded network exported with a static 1x3xHxW shape (opset 18), run
 by an ORT CPU session with all graph optimisations, the torch thread count as intra-op threads, one
 inter-op thread, sequential execution and intra-op spinning off unless ``ort_spinning``. ``--dtype
-int8`` (onnxruntime only) times that graph's static int8 quantisation (:func:`multiseg.export.
+int8`` (onnxruntime only) times that graph's static int8 quantisation (:func:`multiseg.deploy.export.
 quantize_int8`) and reports its accuracy against fp32 torch (max |logit diff|, argmax agreement) on two
 held-out inputs; it never replaces the fp32 figures silently: the dtype is in the protocol and the table.
 """
@@ -32,16 +32,14 @@ from typing import Any
 
 import torch
 
+from multiseg.deploy.export import DEFAULT_OPSET, HEAD_SETS, export_onnx
+from multiseg.deploy.quantize import Int8Accuracy, int8_text
+from multiseg.deploy.runtime import ort_settings_text
 from multiseg.errors import MultisegError
 from multiseg.models import create_model, fold_batchnorm, list_models
 from multiseg.models.complexity import count_macs
 from multiseg.models.multihead import HeadsAsTuple, MultiHeadSegmenter
 
-#: Head tables for ``--heads one`` and ``--heads all``.
-HEAD_SETS: dict[str, dict[str, int]] = {
-    "one": {"cityscapes": 19},
-    "all": {"cityscapes": 19, "gtsdb": 44, "vistas": 65, "lanes": 5},
-}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: dtypes only the onnxruntime backend runs (quantised graphs).
 ORT_ONLY_DTYPES = ("int8",)
@@ -86,7 +84,7 @@ class BenchResult:
     fps: float
     runs: int
     settings: dict[str, Any] = field(default_factory=dict)
-    #: int8 only: :class:`multiseg.export.Int8Accuracy` as a dict (vs fp32 torch, held-out inputs)
+    #: int8 only: :class:`multiseg.deploy.export.Int8Accuracy` as a dict (vs fp32 torch, held-out inputs)
     accuracy: dict[str, Any] | None = None
 
 
@@ -157,7 +155,12 @@ def _ort_runner(
     model: MultiHeadSegmenter, settings: BenchSettings, workdir: Path
 ) -> tuple[Callable[[], object], dict[str, Any] | None]:
     """The timed ORT call, and (int8) the quantised graph's accuracy against fp32 torch."""
-    from multiseg.export import calibration_inputs, export_onnx, int8_accuracy, ort_session, quantize_int8
+    from multiseg.deploy.export import (
+        calibration_inputs,
+        int8_accuracy,
+        ort_session,
+        quantize_int8,
+    )
 
     path = export_onnx(model, workdir / "model.onnx", sample_size=settings.size, dynamic=False)
     accuracy = None
@@ -240,8 +243,6 @@ def protocol_text(settings: BenchSettings, env: dict[str, Any]) -> str:
     h, w = settings.size
     ort = ""
     if settings.backend == "onnxruntime":
-        from multiseg.export import DEFAULT_OPSET, int8_text, ort_settings_text
-
         spin = settings.ort_spinning
         ort = f"static-shape ONNX (opset {DEFAULT_OPSET}), {ort_settings_text(env['threads'], spin)}, "
         if settings.dtype == "int8":
@@ -277,8 +278,6 @@ def format_table(results: Sequence[BenchResult]) -> str:
         )
     for r in results:
         if r.accuracy is not None:
-            from multiseg.export import Int8Accuracy
-
             lines.append(f"{r.model} int8 vs fp32 torch: {Int8Accuracy(**r.accuracy).text()}")
     return "\n".join(lines)
 
@@ -302,14 +301,3 @@ def run_bench(models: Sequence[str], settings: BenchSettings, json_path: Path | 
         }
         json_path.write_text(json.dumps(payload, indent=2))
     return report
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"512x1024"`` -> (512, 1024); anything else is a :class:`MultisegError`."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise MultisegError(f"size {text!r} is not HxW (e.g. 512x1024)") from err
-    if h < 1 or w < 1:
-        raise MultisegError(f"size {text!r} must be positive")
-    return h, w

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from multiseg.data.demo.render import Frame
-from multiseg.data.demo.scene import NUM_WORLD_CLASSES, WC
-from multiseg.data.labels import (
+from multiseg.demo.builder import NUM_WORLD_CLASSES, WC
+from multiseg.demo.render import Frame
+from multiseg.labels import (
     CITYSCAPES_LABELS,
     CITYSCAPES_NAME_TO_ID,
     GTSDB_CLASSES,
@@ -229,6 +229,6 @@ def write_vistas_frame(root: Path, split: str, key: str, frame: Frame, quality: 
 
 
 def write_vistas_config(root: Path) -> None:
-    """``config.json``: the v1.2 label table of :func:`multiseg.data.labels.vistas_v12_config`."""
+    """``config.json``: the v1.2 label table of :func:`multiseg.labels.vistas_v12_config`."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(vistas_v12_config(), indent=2) + "\n", encoding="utf-8")

@@ -38,13 +38,6 @@ from tqdm import tqdm
 
 from multiseg.data.gtsdb import GtsdbDataset
 from multiseg.data.io import IMAGE_EXTENSIONS, read_image
-from multiseg.data.labels import (
-    CITYSCAPES_CLASSES,
-    CITYSCAPES_PALETTE,
-    LANE_MARKING_CLASSES,
-    VISTAS_V12_LABELS,
-    cityscapes_train_id_to_id_lut,
-)
 from multiseg.data.pipeline import normalize_on_device
 from multiseg.data.transforms import fit_scale
 from multiseg.data.vistas import LANES_PALETTE
@@ -58,6 +51,13 @@ from multiseg.evaluate.unified import (
     unified_palette_lut,
 )
 from multiseg.evaluate.upsample import upsample_argmax
+from multiseg.labels import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    LANE_MARKING_CLASSES,
+    VISTAS_V12_LABELS,
+    cityscapes_train_id_to_id_lut,
+)
 from multiseg.models import MultiHeadSegmenter
 
 #: Raw label folder name of each known head (the class ids written there).
@@ -150,7 +150,7 @@ class OrtBackend:
     """An ONNX Runtime session of the model (exported with dynamic batch and size) on CPU."""
 
     def __init__(self, onnx_path: Path, heads: list[str], stride: int) -> None:
-        from multiseg.export import ort_session
+        from multiseg.deploy.runtime import ort_session
 
         self.session = ort_session(onnx_path)
         self.heads, self.stride = heads, stride
@@ -172,7 +172,7 @@ def export_for_ort(
     model: MultiHeadSegmenter, heads: list[str], fit: tuple[int, int] | None, folder: Path
 ) -> Path:
     """Export the model to ``folder/model.onnx`` (dynamic batch and size) for ``--backend onnxruntime``."""
-    from multiseg.export import export_onnx
+    from multiseg.deploy.export import export_onnx
 
     s = model.output_stride
     w, h = fit if fit is not None else (1024, 512)
@@ -393,7 +393,7 @@ def run_predict(checkpoint: Path, inputs: Sequence[Path], out: Path, opts: Predi
     """``multiseg predict``: check everything, then predict; returns the summary line."""
     from multiseg.evaluate.evaluator import prepare_out_dir
     from multiseg.evaluate.submission import check_submission_names, zip_folder
-    from multiseg.train.engine import resolve_device
+    from multiseg.train.device import resolve_device
 
     out = prepare_out_dir(out)
     model, fit_default = load_for_predict(checkpoint)

@@ -20,18 +20,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from multiseg.data.demo.render import Camera, Frame, render
-from multiseg.data.demo.scene import SceneStyle, make_scene, random_sign_classes
-from multiseg.data.demo.writers import (
+from multiseg.demo.builder import SceneStyle
+from multiseg.demo.render import Camera, Frame, render
+from multiseg.demo.scene import make_scene, random_sign_classes
+from multiseg.demo.writers import (
     write_cityscapes_frame,
     write_gtsdb_frame,
     write_gtsdb_meta,
     write_vistas_config,
     write_vistas_frame,
 )
-from multiseg.data.labels import GTSDB_NUM_CLASSES
 from multiseg.errors import MultisegError
 from multiseg.files import replace_dir
+from multiseg.labels import GTSDB_NUM_CLASSES
 
 __all__ = ["MARKER", "DatasetSummary", "DemoWorldSummary", "is_demo_world", "write_demo_world"]
 
@@ -121,7 +122,9 @@ class DemoWorldSummary:
 
 
 @dataclass(frozen=True)
-class _Counts:
+class FrameCounts:
+    """How many frames each split of a demo world has."""
+
     cs_train: int
     cs_val: int
     gtsdb: int
@@ -137,16 +140,17 @@ class _Counts:
         return self.cs_train + self.cs_val + self.gtsdb + self.vistas_train + self.vistas_val
 
 
-def _counts(size: str, n_frames: int | None) -> _Counts:
+def frame_counts(size: str, n_frames: int | None) -> FrameCounts:
+    """The frame counts of a world of ``size``, or of ``n_frames`` per dataset (a fifth held out)."""
     if size not in SIZES:
         raise MultisegError(f"unknown demo world size {size!r}; choose one of {', '.join(SIZES)}")
     if n_frames is not None:
         if n_frames < 3:
             raise MultisegError(f"n_frames must be at least 3, got {n_frames}")
         val = max(1, n_frames // 5)
-        return _Counts(n_frames - val, val, n_frames, n_frames - val, val)
+        return FrameCounts(n_frames - val, val, n_frames, n_frames - val, val)
     k = 1 if size == "small" else 3
-    return _Counts(80 * k, 20 * k, 90 * k, 80 * k, 20 * k)
+    return FrameCounts(80 * k, 20 * k, 90 * k, 80 * k, 20 * k)
 
 
 def _rng(seed: int, dataset: int, index: int) -> np.random.Generator:
@@ -189,7 +193,7 @@ def vistas_frame(seed: int, index: int) -> tuple[str, Frame, int]:
     return key, render(scene, w, h, VISTAS_CAMERA, rng), quality
 
 
-def _write_cityscapes(root: Path, seed: int, counts: _Counts, bar: tqdm) -> DatasetSummary:
+def _write_cityscapes(root: Path, seed: int, counts: FrameCounts, bar: tqdm) -> DatasetSummary:
     index = 0
     for split, n in (("train", counts.cs_train), ("val", counts.cs_val)):
         cities = CITIES[split]
@@ -204,7 +208,7 @@ def _write_cityscapes(root: Path, seed: int, counts: _Counts, bar: tqdm) -> Data
     return DatasetSummary("cityscapes", root, {"train": counts.cs_train, "val": counts.cs_val})
 
 
-def _write_gtsdb(root: Path, seed: int, counts: _Counts, bar: tqdm) -> DatasetSummary:
+def _write_gtsdb(root: Path, seed: int, counts: FrameCounts, bar: tqdm) -> DatasetSummary:
     n, n_train = counts.gtsdb, counts.gtsdb_train
     lines: list[str] = []
     for i in range(n):
@@ -216,7 +220,7 @@ def _write_gtsdb(root: Path, seed: int, counts: _Counts, bar: tqdm) -> DatasetSu
     return DatasetSummary("gtsdb", root / "FullIJCNN2013", {"train": n_train, "test": n - n_train})
 
 
-def _write_vistas(root: Path, seed: int, counts: _Counts, bar: tqdm) -> DatasetSummary:
+def _write_vistas(root: Path, seed: int, counts: FrameCounts, bar: tqdm) -> DatasetSummary:
     write_vistas_config(root)
     keys: set[str] = set()
     index = 0
@@ -264,7 +268,7 @@ def write_demo_world(
     frame count per dataset.
     """
     start = time.perf_counter()
-    counts = _counts(size, n_frames)
+    counts = frame_counts(size, n_frames)
     if seed < 0:
         raise MultisegError(f"seed must be >= 0, got {seed}")
     root = Path(root).expanduser().absolute()

@@ -1,0 +1,51 @@
+"""``multiseg eval``: per-head scores of a run or checkpoint under the benchmarks' rules."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="per-head mIoU of a run or checkpoint on its datasets: table, JSON, CSV, bar charts, confusion",
+        description=(
+            "Evaluate every head of RUN_OR_CHECKPOINT (a run folder: its best.pt, else last.pt) on the data "
+            "the run trained on, with the benchmarks' rules: Cityscapes 19 classes, Vistas evaluated classes "
+            "(and those Cityscapes lacks), Lane Markings 4 classes, GTSDB 43 signs against box targets and "
+            "per-pixel ground truth where available. Default: at training resolution; --full-res: logits "
+            "upsampled to the original label size (the official protocol)."
+        ),
+    )
+    p.add_argument("run", type=Path, metavar="RUN_OR_CHECKPOINT", help="a run folder or a checkpoint file")
+    p.add_argument(
+        "--data", action="append", default=[], metavar="ROOT|NAME=PATH",
+        help="data root (cityscapes/, gtsdb/, vistas/ inside) or one dataset's root (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--split", default="val", choices=("val", "train"), help="default: val")
+    p.add_argument("--full-res", action="store_true", help="evaluate at the original label resolution")
+    p.add_argument("--heads", help="comma-separated heads to evaluate (default: all)")
+    p.add_argument("--gtsdb-masks", type=Path, help="Meletis & Dubbelman per-pixel GTSDB masks (gtFine/)")
+    p.add_argument("--max-samples", type=int, help="evaluate only the first N images of each dataset")
+    p.add_argument("--out", type=Path, help="report folder (default: RUN/eval-<split>-<resolution>)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (default: 1)")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave corrupt or truncated files out with a warning and report them (default: stop)",
+    )
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from multiseg.evaluate.evaluator import EvalOptions, run_eval
+
+    opts = EvalOptions(
+        split=args.split, full_res=args.full_res, data=args.data, gtsdb_masks=args.gtsdb_masks,
+        heads=args.heads.split(",") if args.heads else None, max_samples=args.max_samples,
+        device=args.device, workers=args.workers, skip_bad=args.skip_bad,
+    )  # fmt: skip
+    print(run_eval(args.run, opts, args.out))
+    return 0
