@@ -196,9 +196,13 @@ def test_torchrun_two_processes_match_one(tiny_root: Path, tmp_path: Path) -> No
     assert two.returncode == 0, two.stderr[-3000:]
     a = torch.load(_only_run_dir(tmp_path / "one") / "last.pt", weights_only=True)
     b = torch.load(_only_run_dir(tmp_path / "two") / "last.pt", weights_only=True)
+    # Adam divides each gradient element by its own running scale, so an element whose gradient is about 0
+    # can step differently when the two ranks' float sums round differently: seen here as 4 of 12,288
+    # weights 1.7e-5 apart after 2 epochs. A tenth of one step (lr 5e-4) still catches a rank that would train
+    # on its own gradients or samples: that moves weights by up to whole steps.
     for key, value in a["model"].items():
         if value.is_floating_point():
-            torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=5e-5)
     ra, rb = _rows(_only_run_dir(tmp_path / "one")), _rows(_only_run_dir(tmp_path / "two"))
     assert len(ra) == len(rb) == 2
     assert float(rb[1]["loss/cityscapes"]) == pytest.approx(float(ra[1]["loss/cityscapes"]), rel=1e-4)
