@@ -48,18 +48,28 @@ def time_steps(
     amp: torch.dtype | None = None,
     compiled: bool = False,
 ) -> tuple[list[float], float]:
-    """Seconds per timed step, and the first step's seconds (where a compiled module compiles)."""
+    """Seconds per timed step, and the first step's seconds (where a compiled module compiles).
+
+    The module and batch may live on any device; CUDA is synchronised after each step, and fp16
+    autocast runs with a gradient scaler, as in training.
+    """
+    device = next(module.parameters()).device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     opt = torch.optim.Adam(module.parameters(), lr=1e-4, fused=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     forward = torch.compile(module) if compiled else module
     times = []
     first = 0.0
     for i in range(warmup + steps):
+        sync()
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             total, _ = forward(batch)
-        total.backward()
-        opt.step()
+        scaler.scale(total).backward()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
+        sync()
         if i == 0:
             first = time.perf_counter() - t0
         if i >= warmup:
