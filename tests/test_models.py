@@ -13,7 +13,7 @@ from torch import nn
 
 from multiseg.cli import main
 from multiseg.errors import MultisegError
-from multiseg.models import create_model, fold_batchnorm, list_models, load_encoder_weights
+from multiseg.models import create_model, inference_model, list_models, load_encoder_weights
 from multiseg.models.complexity import REFERENCE_PARAMS, count_macs
 from multiseg.models.enet import (
     _max_pool_slots,
@@ -340,20 +340,25 @@ def test_encoder_weights_shape_mismatch(tmp_path: Path) -> None:
         create_model("edanet", encoder_weights=tmp_path / "bad.pt")
 
 
-# ---------------------------------------------------------------- BN folding
+# ---------------------------------------------------------------- BN folding, inference form
 
 
+@pytest.mark.parametrize("head_mode", ["decoder", "last_conv"])
 @pytest.mark.parametrize("name", MODELS)
-def test_bn_folding_keeps_the_outputs(name: str) -> None:
-    model = randomize_(create_model(name, heads={"cityscapes": 19, "gtsdb": 44}).eval())
-    folded = fold_batchnorm(model)
+def test_inference_model_equals_the_plain_model(name: str, head_mode: str) -> None:
+    model = randomize_(create_model(name, heads={"cityscapes": 19, "gtsdb": 44}, head_mode=head_mode).eval())
+    fast = inference_model(model)
     bn = lambda m: sum(isinstance(x, nn.BatchNorm2d) for x in m.modules())  # noqa: E731
-    assert bn(folded) < bn(model)
-    x = small_input(model, batch=1)
+    assert bn(fast) < bn(model)
+    first_conv = next(m for m in fast.modules() if isinstance(m, nn.Conv2d))
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last) == model.inference_channels_last
+    x = small_input(model, batch=2)
     with torch.no_grad():
-        expected, got = model(x), folded(x)
+        expected, got = model(x), fast(x)
+    assert list(got) == list(expected)
     for head in expected:
         torch.testing.assert_close(got[head], expected[head], rtol=1e-4, atol=1e-5)
+    assert inference_model(model, optimize=False) is model and not model.training
 
 
 # ---------------------------------------------------------------- ONNX
@@ -401,7 +406,7 @@ def test_cli_bench_writes_table_and_json(tmp_path: Path, capsys: pytest.CaptureF
     argv = ["bench", "--model", "edanet", "--size", "64x128", "--min-time", "0.05", "--warmup", "1", "--json"]
     assert main([*argv, str(tmp_path / "bench.json")]) == 0
     out = capsys.readouterr().out
-    assert "protocol: batch 1" in out and "edanet" in out and "BN folded=True" in out
+    assert "protocol: batch 1" in out and "edanet" in out and "BN folded, NCHW" in out  # EDANet: no gain
     payload = json.loads((tmp_path / "bench.json").read_text())
     (result,) = payload["results"]
     assert result["model"] == "edanet" and result["params"]["total"] == 689_485

@@ -29,7 +29,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="measure params, GMACs and latency/FPS of the networks under a printed protocol",
-        description="Batch-1 inference latency (median, p90) and FPS, BN folded, after a warm-up.",
+        description="Batch-1 inference latency (median, p90) and FPS after a warm-up; by default the torch "
+        "model runs in its fastest exact form (BN folded, channels_last where that model gains from it).",
     )
     p.add_argument("--model", default="all", help="a model name or 'all' (default: all)")
     p.add_argument("--size", default="512x1024", help="input HxW (default: 512x1024)")
@@ -41,7 +42,14 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         help="compute type (default: fp32); int8: static int8 quantisation, --backend onnxruntime only, "
         "with its accuracy against fp32 torch printed beside the timings",
     )
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument(
+        "--layout",
+        choices=("auto", "nchw", "channels_last"),
+        default="auto",
+        help="torch memory format (default auto: channels_last where the model gains from it)",
+    )
+    p.add_argument("--channels-last", action="store_true", help="the same as --layout channels_last")
+    p.add_argument("--plain", action="store_true", help="plain eager model: BN kept, NCHW (the baseline)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model first")
     p.add_argument(
         "--backend",
@@ -86,13 +94,21 @@ def _run_bench(args: argparse.Namespace) -> int:
     from multiseg.deploy.bench import BenchSettings, run_bench
 
     settings = BenchSettings(
-        size=parse_size(args.size), device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+        size=parse_size(args.size), device=args.device, dtype=args.dtype, channels_last=_layout(args),
         compile=args.compile, backend=args.backend, heads=args.heads, fold_bn=not args.no_fold_bn,
+        plain=args.plain,
         min_time=args.min_time, warmup=args.warmup, threads=args.threads, ort_spinning=args.ort_spinning,
         quant_format=args.quant_format, calib_images=args.calib_images, calib_count=args.calib_count,
     )  # fmt: skip
     print(run_bench([args.model], settings, args.json))
     return 0
+
+
+def _layout(args: argparse.Namespace) -> bool | None:
+    """``--layout``/``--channels-last`` as BenchSettings.channels_last (None: the model's own choice)."""
+    if args.channels_last:
+        return True
+    return {"auto": None, "nchw": False, "channels_last": True}[args.layout]
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -164,6 +180,12 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
     p.add_argument("--submission", action="store_true", help="Cityscapes test-server format only, plus a zip")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="torch: the plain eval-mode model (BN kept, NCHW), not its fastest exact form (BN folded, "
+        "channels_last where the model gains from it)",
+    )
     p.set_defaults(func=_run_predict)
 
 
@@ -174,7 +196,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         backend=args.backend, onnx=args.onnx, heads=args.heads.split(",") if args.heads else None,
         size=parse_fit(args.size) if args.size else None, full_size=args.full_size,
         batch_size=args.batch_size, workers=args.workers, strict=args.strict, submission=args.submission,
-        device=args.device,
+        device=args.device, plain=args.plain,
     )  # fmt: skip
     print(run_predict(args.checkpoint, args.inputs, args.out, opts))
     return 0

@@ -36,6 +36,12 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave corrupt or truncated files out with a warning and report them (default: stop)",
     )
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="the plain eval-mode model (BN kept, NCHW), not its fastest exact form (BN folded, "
+        "channels_last where the model gains from it)",
+    )
     p.set_defaults(func=_run_eval)
 
 
@@ -45,7 +51,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     opts = EvalOptions(
         split=args.split, full_res=args.full_res, data=args.data, gtsdb_masks=args.gtsdb_masks,
         heads=args.heads.split(",") if args.heads else None, max_samples=args.max_samples,
-        device=args.device, workers=args.workers, skip_bad=args.skip_bad,
+        device=args.device, workers=args.workers, skip_bad=args.skip_bad, plain=args.plain,
     )  # fmt: skip
     print(run_eval(args.run, opts, args.out))
     return 0

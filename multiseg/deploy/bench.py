@@ -1,7 +1,10 @@
 """``multiseg bench``: parameters, GMACs and inference latency of the registered networks.
 
 Protocol (printed with every table, after specs/peers.md 4): batch 1, ``model.eval()``,
-``torch.inference_mode()``, BatchNorm folded into the convs, random input of the stated size, a
+``torch.inference_mode()``, the model in its fastest exact form by default (BatchNorm folded into the
+convs, channels_last where that model gains from it: :func:`multiseg.models.inference_model`; the
+table's ``form`` column says which; ``--plain`` times the plain eager model), random input of the
+stated size, a
 warm-up of at least 10 runs on CPU / 50 on CUDA, then a timed loop of at least ``min_time`` seconds
 (3 s by default) timing each forward with ``time.perf_counter``, CUDA synchronised before and after
 each forward. Reported: median and p90 latency, and FPS = 1000 / median. Model output only: no argmax,
@@ -53,11 +56,12 @@ class BenchSettings:
     size: tuple[int, int] = (512, 1024)
     device: str = "cpu"
     dtype: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: the model's inference_channels_last
     compile: bool = False
     backend: str = "torch"
     heads: str = "one"
     fold_bn: bool = True
+    plain: bool = False  # plain eager: BN kept, NCHW (overrides fold_bn and channels_last)
     min_time: float = 3.0
     warmup: int | None = None
     threads: int | None = None
@@ -84,8 +88,10 @@ class BenchResult:
     fps: float
     runs: int
     settings: dict[str, Any] = field(default_factory=dict)
-    #: int8 only: :class:`multiseg.deploy.export.Int8Accuracy` as a dict (vs fp32 torch, held-out inputs)
+    #: int8 only: :class:`multiseg.deploy.quantize.Int8Accuracy` as a dict (vs fp32 torch, held-out inputs)
     accuracy: dict[str, Any] | None = None
+    #: how the network ran: "onnxruntime", or the torch form ("BN folded, channels_last", "plain" ...)
+    form: str = ""
 
 
 def _validate(settings: BenchSettings) -> None:
@@ -134,10 +140,19 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def torch_layout(model: MultiHeadSegmenter, settings: BenchSettings) -> tuple[bool, bool]:
+    """(BN folded, channels_last) of the torch path ``settings`` ask for."""
+    if settings.plain:
+        return False, False
+    cl = model.inference_channels_last if settings.channels_last is None else settings.channels_last
+    return settings.fold_bn, cl
+
+
 def _torch_runner(model: MultiHeadSegmenter, settings: BenchSettings) -> Callable[[], object]:
-    net: torch.nn.Module = fold_batchnorm(model) if settings.fold_bn else model.eval()
+    fold, cl = torch_layout(model, settings)
+    net: torch.nn.Module = fold_batchnorm(model) if fold else model.eval()
     wrapper = HeadsAsTuple(net).eval()  # type: ignore[arg-type]
-    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+    fmt = torch.channels_last if cl else torch.contiguous_format
     wrapper = wrapper.to(device=settings.device, dtype=DTYPES[settings.dtype], memory_format=fmt)
     x = torch.randn(1, 3, *settings.size, device=settings.device, dtype=DTYPES[settings.dtype])
     x = x.contiguous(memory_format=fmt)
@@ -198,8 +213,10 @@ def benchmark_model(name: str, settings: BenchSettings) -> BenchResult:
     with tempfile.TemporaryDirectory(prefix="multiseg-bench-") as tmp:
         if settings.backend == "onnxruntime":
             run, accuracy = _ort_runner(model, settings, Path(tmp))
+            form = f"onnxruntime {settings.dtype}"
         else:
             run = _torch_runner(model, settings)
+            form = torch_form_text(*torch_layout(model, settings))
         times = time_callable(run, settings.warmup_runs(), settings.min_time, sync)
     median = statistics.median(times)
     return BenchResult(
@@ -213,7 +230,15 @@ def benchmark_model(name: str, settings: BenchSettings) -> BenchResult:
         runs=len(times),
         settings={k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         accuracy=accuracy,
+        form=form,
     )
+
+
+def torch_form_text(folded: bool, channels_last: bool) -> str:
+    """``"BN folded, channels_last"``, ``"BN folded, NCHW"``, ``"plain (BN kept, NCHW)"`` ..."""
+    if not folded and not channels_last:
+        return "plain (BN kept, NCHW)"
+    return f"{'BN folded' if folded else 'BN kept'}, {'channels_last' if channels_last else 'NCHW'}"
 
 
 def environment(settings: BenchSettings) -> dict[str, Any]:
@@ -252,7 +277,7 @@ def protocol_text(settings: BenchSettings, env: dict[str, Any]) -> str:
     return (
         f"protocol: batch 1, input 1x3x{h}x{w}, heads={settings.heads} ({len(HEAD_SETS[settings.heads])}), "
         f"backend={settings.backend}, device={settings.device}, dtype={settings.dtype}, "
-        f"channels_last={settings.channels_last}, compile={settings.compile}, BN folded={settings.fold_bn}, "
+        f"compile={settings.compile}, torch form per model in the table, "
         f"eval + inference_mode, {ort}warm-up {settings.warmup_runs()} runs, "
         f"timed loop >= {settings.min_time:g} s, "
         f"{'CUDA synchronised per run, ' if settings.device.startswith('cuda') else ''}"
@@ -267,14 +292,14 @@ def format_table(results: Sequence[BenchResult]) -> str:
     """A fixed-width table: params (total/encoder/decoder), GMACs, latency and FPS."""
     header = (
         f"{'model':<9} {'params':>11} {'encoder':>11} {'decoder':>9} {'GMACs':>7} "
-        f"{'median ms':>10} {'p90 ms':>8} {'FPS':>7} {'runs':>5}"
+        f"{'median ms':>10} {'p90 ms':>8} {'FPS':>7} {'runs':>5}  form"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         p = r.params
         lines.append(
             f"{r.model:<9} {p['total']:>11,} {p['encoder']:>11,} {p['decoder']:>9,} {r.gmacs:>7.2f} "
-            f"{r.median_ms:>10.1f} {r.p90_ms:>8.1f} {r.fps:>7.1f} {r.runs:>5}"
+            f"{r.median_ms:>10.1f} {r.p90_ms:>8.1f} {r.fps:>7.1f} {r.runs:>5}  {r.form}"
         )
     for r in results:
         if r.accuracy is not None:

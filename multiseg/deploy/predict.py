@@ -58,7 +58,7 @@ from multiseg.labels import (
     VISTAS_V12_LABELS,
     cityscapes_train_id_to_id_lut,
 )
-from multiseg.models import MultiHeadSegmenter
+from multiseg.models import MultiHeadSegmenter, inference_model
 
 #: Raw label folder name of each known head (the class ids written there).
 RAW_FOLDER = {"cityscapes": "trainIds", "gtsdb": "trainIds", "vistas": "indices", "lanes": "trainIds"}
@@ -134,10 +134,13 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 class TorchBackend:
-    """The eval-mode torch model on ``device``: normalised batch -> logits per head."""
+    """The torch model on ``device`` in its fastest exact form (or plain): normalised batch -> logits."""
 
-    def __init__(self, model: MultiHeadSegmenter, heads: list[str], device: torch.device) -> None:
-        self.model, self.heads, self.device = model.to(device).eval(), heads, device
+    def __init__(
+        self, model: MultiHeadSegmenter, heads: list[str], device: torch.device, plain: bool = False
+    ) -> None:
+        self.model = inference_model(model.to(device), optimize=not plain)
+        self.heads, self.device = heads, device
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -359,6 +362,7 @@ class PredictOptions:
     strict: bool = False
     submission: bool = False
     device: str = "auto"
+    plain: bool = False  # the plain eval-mode model instead of inference_model's (BN folded, layout)
 
 
 def load_for_predict(path: Path) -> tuple[MultiHeadSegmenter, tuple[int, int]]:
@@ -411,7 +415,7 @@ def run_predict(checkpoint: Path, inputs: Sequence[Path], out: Path, opts: Predi
             onnx = opts.onnx or export_for_ort(model, heads, fit, Path(tmp))
             backend: Backend = OrtBackend(onnx, heads, model.output_stride)
         elif opts.backend == "torch":
-            backend = TorchBackend(model, heads, device)
+            backend = TorchBackend(model, heads, device, plain=opts.plain)
         else:
             raise MultisegError(f"--backend {opts.backend!r}: expected torch or onnxruntime")
         stats = predict_images(

@@ -54,7 +54,7 @@ from multiseg.evaluate.report import (
 from multiseg.evaluate.upsample import upsample_argmax
 from multiseg.labels import CITYSCAPES_CLASSES, CITYSCAPES_NUM_CLASSES, vistas_to_cityscapes_lut
 from multiseg.metrics import ConfusionMatrix, sign_scores
-from multiseg.models import MultiHeadSegmenter, model_from_checkpoint
+from multiseg.models import MultiHeadSegmenter, inference_model, model_from_checkpoint
 from multiseg.train.checkpoint import load_checkpoint
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import ValSet, build_val_sets, fit_size, gtsdb_offline_policy
@@ -270,6 +270,7 @@ class EvalOptions:
     device: str = "auto"
     workers: int = 1
     skip_bad: bool = False  # leave corrupt files out (counted, reported) instead of stopping
+    plain: bool = False  # the plain eval-mode model instead of inference_model's (BN folded, layout)
 
 
 def resolution_note(cfg: TrainConfig, full_res: bool) -> str:
@@ -321,7 +322,7 @@ def evaluate(
     skipped: SkippedFiles | None = None,
 ) -> list[EvalResult]:
     """Every requested head on its dataset(s); see the module docstring. ``skipped`` counts skip_bad skips."""
-    model.to(device).eval()
+    model = inference_model(model.to(device), optimize=not opts.plain)
     results = []
     for vs in build_sets(cfg, opts):
         probes = probes_for(vs, dict(model.num_classes))

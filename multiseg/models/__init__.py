@@ -4,6 +4,7 @@
 """
 
 from multiseg.models.fold import fold_batchnorm
+from multiseg.models.inference import inference_model
 from multiseg.models.multihead import Architecture, HeadsAsTuple, MultiHeadSegmenter
 from multiseg.models.registry import (
     DEFAULT_HEADS,
@@ -23,6 +24,7 @@ __all__ = [
     "MultiHeadSegmenter",
     "create_model",
     "fold_batchnorm",
+    "inference_model",
     "list_models",
     "load_encoder_weights",
     "model_from_checkpoint",

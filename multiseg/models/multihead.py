@@ -60,6 +60,9 @@ class Architecture:
     #: channel counts below 64; models with such convs set this to False and train in NCHW there.
     #: ``tests/test_models.py`` checks every model that keeps it True.
     cpu_bf16_channels_last: bool = True
+    #: Whether inference runs faster in channels_last (BN folded, fp32, CPU, batch 1 at 512x1024;
+    #: ``benchmarks/bench_models.py``). :func:`multiseg.models.inference.inference_model` follows it.
+    inference_channels_last: bool = True
 
     def build_encoder(self) -> nn.Module:
         raise NotImplementedError
@@ -106,6 +109,9 @@ class MultiHeadSegmenter(nn.Module):
         self.pad_to_stride = pad_to_stride
         self.output_stride = arch.output_stride
         self.cpu_bf16_channels_last = arch.cpu_bf16_channels_last
+        self.inference_channels_last = arch.inference_channels_last
+        #: The memory format the input is put in first (channels_last in inference_model's form).
+        self.input_memory_format = torch.contiguous_format
         self.num_classes: dict[str, int] = dict(heads)
         self.config: dict[str, Any] = {}
         self.encoder = arch.build_encoder()
@@ -172,6 +178,8 @@ class MultiHeadSegmenter(nn.Module):
         """
         chosen = self._selection(heads)
         pad_h, pad_w = self._padding(x)
+        if self.input_memory_format != torch.contiguous_format:
+            x = x.contiguous(memory_format=self.input_memory_format)
         height, width = x.shape[-2], x.shape[-1]
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
