@@ -14,6 +14,8 @@ per-round medians and the ratio to the baseline. Variants:
   ``--reference-dir``, a folder holding the reference files named in ``REFERENCES``; they are not part of
   multiseg, and ERFNet's is CC BY-NC, so fetch them yourself);
 * ``plain``: multiseg's network, eager, NCHW, BatchNorm kept (the straightforward eager version);
+* ``default``: what ``predict``, ``eval`` and ``bench`` run (:func:`multiseg.models.inference_model`: BN
+  folded, channels_last where the architecture gains from it);
 * ``folded``: BN folded into the convs; ``folded_cl``: the same in channels_last;
 * ``ort_fp32``: the folded network exported to ONNX (static shape) and run by ONNX Runtime on the same
   number of intra-op threads (inter-op 1, all graph optimisations), intra-op spinning off;
@@ -47,11 +49,12 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from multiseg.deploy.bench import time_callable
+from multiseg.deploy.bench import cpu_peak_gflops, time_callable
 from multiseg.deploy.export import export_onnx
 from multiseg.deploy.quantize import Int8Accuracy, calibration_inputs, int8_accuracy, int8_text, quantize_int8
 from multiseg.deploy.runtime import ort_session, ort_settings_text
-from multiseg.models import create_model, fold_batchnorm, list_models
+from multiseg.models import create_model, fold_batchnorm, inference_model, list_models
+from multiseg.models.complexity import count_macs
 
 #: model -> (file in --reference-dir, class name, constructor kwargs, source repository)
 REFERENCES: dict[str, tuple[str, str, dict, str]] = {
@@ -70,7 +73,7 @@ REFERENCES: dict[str, tuple[str, str, dict, str]] = {
 #: ONNX Runtime variants: fp32 (spinning off), fp32 with ORT's default spinning, int8 (spinning off).
 ORT_VARIANTS = ("fp32", "fp32_spin", "int8")
 #: multiseg's eager variants.
-EAGER_VARIANTS = ("plain", "folded", "folded_cl")
+EAGER_VARIANTS = ("plain", "default", "folded", "folded_cl")
 
 
 class _Holder(nn.Module):
@@ -136,6 +139,8 @@ def variants(
         runners["reference"] = _torch_runner(ref, x)
     if "plain" in eager:
         runners["plain"] = _torch_runner(model, x)
+    if "default" in eager:
+        runners["default"] = _torch_runner(inference_model(model), x)
     if "folded" in eager:
         runners["folded"] = _torch_runner(folded, x)
     if "folded_cl" in eager:
@@ -202,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
+    peak, peak_text = cpu_peak_gflops(args.threads)
     print(
         f"protocol: batch 1, input 1x3x{size[0]}x{size[1]}, eval + inference_mode, {args.threads} threads, "
         f"warm-up {args.warmup}, {args.rounds} interleaved rounds of >= {args.min_time:g} s per variant"
@@ -211,12 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         + f"; torch {torch.__version__} "
         f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); onnxruntime "
         f"{onnxruntime.__version__}: static-shape opset-18 graph, {ort_settings_text(args.threads, False)} "
-        f"(ort_fp32_spin: spinning on); {int8_text('qdq', args.calib_count, args.calib_images)}",
+        f"(ort_fp32_spin: spinning on); {int8_text('qdq', args.calib_count, args.calib_images)}; "
+        f"GFLOP/s = 2 x conv MACs / median time (int8 too, for comparison); {peak_text}",
         flush=True,
     )
     results: dict[str, dict[str, list[float]]] = {}
     accuracies: dict[str, dict] = {}
     ratios: dict[str, dict[str, float]] = {}
+    speed: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="multiseg-bench-") as tmp:
         for name in args.models:
             runners, accuracy = variants(
@@ -243,7 +251,13 @@ def main(argv: list[str] | None = None) -> int:
                 v: statistics.median(paired[v]) if args.alternate else ms / row[base] for v, ms in row.items()
             }
             ratios[name] = ratio
-            cells = "  ".join(f"{v} {ms:7.1f} ms ({ratio[v]:.2f}x)" for v, ms in row.items())
+            gflop = (
+                2 * count_macs(create_model(name, heads={"cityscapes": 19}), torch.randn(1, 3, *size)) / 1e9
+            )
+            speed[name] = {v: gflop / (ms / 1e3) for v, ms in row.items()}
+            cells = "  ".join(
+                f"{v} {ms:7.1f} ms ({ratio[v]:.2f}x, {speed[name][v]:.0f} GFLOP/s)" for v, ms in row.items()
+            )
             print(f"{name:<8} {cells}   [per-round: {json.dumps(results[name])}]", flush=True)
             if accuracy is not None:
                 accuracies[name] = asdict(accuracy)
@@ -256,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                     "threads": args.threads,
                     "results": results,
                     "ratios": ratios,
+                    "gflops": speed,
+                    "cpu_peak_gflops": peak,
                     "int8_accuracy": accuracies,
                 },  # fmt: skip
                 indent=2,

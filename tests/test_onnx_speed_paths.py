@@ -193,3 +193,15 @@ def test_decomposed_prelu_equals_prelu_in_both_forms(high: float) -> None:
     x = torch.randn(2, 8, 5, 7, generator=torch.Generator().manual_seed(0))
     x[0, :, 0, 0] = 0.0
     torch.testing.assert_close(decomposed(x), prelu(x), rtol=0, atol=0)
+
+
+def test_cpu_peak_from_cpuinfo() -> None:
+    from multiseg.deploy.bench import cpu_peak_gflops
+
+    zen2 = "vendor_id\t: AuthenticAMD\ncpu MHz\t\t: 2245.780\nflags\t\t: fpu sse avx avx2 fma\n"
+    peak, text = cpu_peak_gflops(2, zen2)
+    assert peak == pytest.approx(2 * 2.24578 * 2 * 8 * 2) and "AVX2+FMA" in text
+    intel = "vendor_id\t: GenuineIntel\ncpu MHz\t\t: 3000.0\nflags\t\t: avx2 fma avx512f\n"
+    assert cpu_peak_gflops(1, intel)[0] == pytest.approx(3.0 * 2 * 16 * 2)
+    zen4 = "vendor_id\t: AuthenticAMD\ncpu MHz\t\t: 3000.0\nflags\t\t: avx2 fma avx512f\n"
+    assert cpu_peak_gflops(1, zen4)[0] == pytest.approx(3.0 * 2 * 8 * 2)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -239,6 +240,37 @@ def torch_form_text(folded: bool, channels_last: bool) -> str:
     if not folded and not channels_last:
         return "plain (BN kept, NCHW)"
     return f"{'BN folded' if folded else 'BN kept'}, {'channels_last' if channels_last else 'NCHW'}"
+
+
+def cpu_peak_gflops(threads: int, cpuinfo: str | None = None) -> tuple[float, str]:
+    """This CPU's fp32 peak on ``threads`` cores, and how it was computed (for protocol lines).
+
+    cores x clock x 2 FMA units x fp32 SIMD lanes x 2 FLOP per FMA, the clock from ``/proc/cpuinfo``
+    (under a hypervisor the base clock; turbo may run above it). Lanes: 16 with AVX-512 on Intel, 8 with
+    AVX2 + FMA and with AVX-512 on AMD (Zen 4 executes 512-bit operations on 256-bit units), else 4.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return math.nan, "CPU peak unknown (no /proc/cpuinfo)"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    mhz = float(fields.get("cpu MHz", "nan"))
+    amd = "AMD" in fields.get("vendor_id", "")
+    if "avx512f" in flags and not amd:
+        lanes, isa = 16, "AVX-512"
+    elif "avx512f" in flags or {"avx2", "fma"} <= flags:
+        lanes, isa = 8, "AVX-512 on 256-bit units" if "avx512f" in flags else "AVX2+FMA"
+    else:
+        lanes, isa = 4, "SSE"
+    peak = threads * mhz / 1e3 * 2 * lanes * 2
+    clock = f"{mhz / 1e3:.2f} GHz"
+    text = f"fp32 peak {peak:.0f} GFLOP/s = {threads} cores x {clock} x 2 FMA x {lanes} lanes ({isa}) x 2"
+    return peak, text
 
 
 def environment(settings: BenchSettings) -> dict[str, Any]:

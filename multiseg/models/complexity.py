@@ -1,51 +1,28 @@
 """Parameter and multiply-accumulate counts, the numbers ``multiseg models`` and ``multiseg bench`` print.
 
-MACs are counted with forward hooks on ``Conv2d``, ``ConvTranspose2d`` and ``Linear`` only (the same
-convention as the specs' reference figures): BN, activations, pooling, interpolation and GUM's
-``grid_sample`` are not counted. 1 GMAC is about 2 GFLOP.
+MACs are torch's own count (:class:`torch.utils.flop_counter.FlopCounterMode`, halved): convolutions,
+transposed convolutions and matrix products only, the same convention as the specs' reference figures
+(BN, activations, pooling, interpolation and GUM's ``grid_sample`` are not counted). 1 GMAC is 2 GFLOP.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-
-def _conv_macs(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> int:
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return output.numel() * (module.in_channels // module.groups) * kh * kw
-    if isinstance(module, nn.ConvTranspose2d):
-        kh, kw = module.kernel_size
-        return inputs[0].numel() * (module.out_channels // module.groups) * kh * kw
-    if isinstance(module, nn.Linear):
-        return output.numel() * module.in_features
-    return 0
+from torch.utils.flop_counter import FlopCounterMode
 
 
 @torch.no_grad()
 def count_macs(model: nn.Module, inputs: Tensor, **forward_kwargs: object) -> int:
-    """Conv/transposed-conv/linear multiply-accumulates of one ``model(inputs)`` call."""
-    total = 0
-
-    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
-        nonlocal total
-        total += _conv_macs(module, args, output)
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
-    ]
+    """Conv/transposed-conv/linear multiply-accumulates of one eval-mode ``model(inputs)`` call."""
     was_training = model.training
     model.eval()
     try:
-        model(inputs, **forward_kwargs)
+        with FlopCounterMode(display=False) as counter:
+            model(inputs, **forward_kwargs)
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    return total
+    return counter.get_total_flops() // 2
 
 
 #: Parameter counts of the reference implementations at 19 classes, single head (specs/models.md 10).
