@@ -205,3 +205,21 @@ def test_cpu_peak_from_cpuinfo() -> None:
     assert cpu_peak_gflops(1, intel)[0] == pytest.approx(3.0 * 2 * 16 * 2)
     zen4 = "vendor_id\t: AuthenticAMD\ncpu MHz\t\t: 3000.0\nflags\t\t: avx2 fma avx512f\n"
     assert cpu_peak_gflops(1, zen4)[0] == pytest.approx(3.0 * 2 * 8 * 2)
+
+
+def test_exported_downsamplers_keep_erfnet_in_onnxruntimes_blocked_layout(tmp_path: Path) -> None:
+    """The pool branch's folded BN exports as a depthwise conv, so ORT's NCHWc pass keeps the residual
+    blocks blocked: 41 layout reorders per frame before (a Mul + Add pair there), 11 now."""
+    import onnx
+    import onnxruntime as ort
+
+    from multiseg.deploy.export import export_onnx
+
+    model = create_model("erfnet", heads={"cityscapes": 19})
+    path = export_onnx(model, tmp_path / "erfnet.onnx", sample_size=(64, 128), dynamic=False)
+    assert "Mul" not in {n.op_type for n in onnx.load(path).graph.node}
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node]
+    assert ops.count("ReorderInput") + ops.count("ReorderOutput") <= 12, ops
