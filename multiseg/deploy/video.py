@@ -200,55 +200,72 @@ def _check(opts: VideoOptions, inputs: Sequence[Path], out: Path) -> None:
         raise MultisegError(f"--out {out} is a folder; give a video file name, e.g. {out / 'overlay.mp4'}")
 
 
-def run_video_predict(checkpoint: Path, inputs: Sequence[Path], out: Path, opts: VideoOptions) -> str:
-    """``multiseg predict`` on a video, a folder of frames or a camera; returns the summary lines."""
+@dataclass
+class _Model:
+    """What runs on every frame: the backend, where, at what size, and what is drawn in which colours."""
+
+    backend: Backend
+    device: torch.device
+    net_size: tuple[int, int]
+    show: str
+    palette: np.ndarray
+
+
+def _prepare(checkpoint: Path, opts: VideoOptions, out_size: tuple[int, int], workdir: Path) -> _Model:
     from multiseg.train.device import resolve_device
 
-    out = Path(out)
-    _check(opts, inputs, out)
     model, fit_default = load_for_predict(checkpoint)
     heads = choose_heads(model, opts.heads, False)
     show = what_to_draw(model, heads)
     palette = (
         unified_palette_lut() if show == "unified" else head_style(show, model.num_classes[show]).palette
     )
-    device = resolve_device(opts.device) if opts.backend == "torch" else torch.device("cpu")
+    fit = None if opts.full_size else (opts.size or fit_default)
+    if opts.backend == "onnxruntime":
+        onnx = opts.onnx or export_for_ort(model, heads, fit, workdir)
+        backend: Backend = OrtBackend(onnx, heads, model.output_stride)
+        device = torch.device("cpu")
+    elif opts.backend == "torch":
+        device = resolve_device(opts.device)
+        backend = TorchBackend(fold_batchnorm(model), heads, device)  # type: ignore[arg-type]
+    else:
+        raise MultisegError(f"--backend {opts.backend!r}: expected torch or onnxruntime")
+    return _Model(backend, device, network_size(*out_size, fit), show, palette)
+
+
+def run_video_predict(checkpoint: Path, inputs: Sequence[Path], out: Path, opts: VideoOptions) -> str:
+    """``multiseg predict`` on a video, a folder of frames or a camera; returns the summary lines.
+
+    The source and the output are checked first (cheap), then the model is loaded.
+    """
+    out = Path(out)
+    _check(opts, inputs, out)
     source = open_source(inputs[0])
     try:
         out_size = opts.out_size or source.size
         fps = opts.fps or source.fps / opts.every
-        fit = None if opts.full_size else (opts.size or fit_default)
-        net_size = network_size(*out_size, fit)
-        with tempfile.TemporaryDirectory(prefix="multiseg-onnx-") as tmp, atomic_path(out) as partial:
-            if opts.backend == "onnxruntime":
-                backend: Backend = OrtBackend(
-                    opts.onnx or export_for_ort(model, heads, fit, Path(tmp)), heads, model.output_stride
-                )
-            elif opts.backend == "torch":
-                backend = TorchBackend(fold_batchnorm(model), heads, device)  # type: ignore[arg-type]
-            else:
-                raise MultisegError(f"--backend {opts.backend!r}: expected torch or onnxruntime")
+        with atomic_path(out) as partial, tempfile.TemporaryDirectory(prefix="multiseg-onnx-") as tmp:
             writer = open_writer(partial, out, fps, out_size, opts.codec)
             try:
+                m = _prepare(checkpoint, opts, out_size, Path(tmp))
                 stats = run_stream(
                     _resized(source.frames(opts.every), out_size),
-                    make_infer(backend, device, net_size),
-                    make_encode(writer, palette, show),
+                    make_infer(m.backend, m.device, m.net_size),
+                    make_encode(writer, m.palette, m.show),
                     max_frames=opts.max_frames, live=source.live, total=_total(source.total, opts),
                 )  # fmt: skip
             finally:
                 writer.release()
     finally:
         source.close()
-    where = f"{opts.backend}, {device.type}" + (
-        f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    )
+    threads = f", {torch.get_num_threads()} threads" if m.device.type == "cpu" else ""
     skipped = f" (1 in {opts.every} of {source.decoded} decoded)" if opts.every > 1 else ""
+    codec = opts.codec or CONTAINERS.get(out.suffix.lower())
     width, height = out_size
     lines = [
         f"video: {stats.written} frames written of {stats.read} read{skipped}, {width}x{height} at "
-        f"{fps:g} fps, {show} overlay -> {out} ({opts.codec or CONTAINERS.get(out.suffix.lower())}); "
-        f"network input {net_size[0]}x{net_size[1]} ({where})",
+        f"{fps:g} fps, {m.show} overlay -> {out} ({codec}); network input {m.net_size[0]}x{m.net_size[1]} "
+        f"({opts.backend}, {m.device.type}{threads})",
         stats.summary(),
     ]
     if stats.interrupted:
