@@ -7,6 +7,7 @@ answer depends on which way the image runs for the mirror rules.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,36 +18,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from multiseg.cli import main
-from multiseg.config import config_to_dict
 from multiseg.data.pipeline import normalize_on_device
 from multiseg.data.sample import Mirror, swap_lut
 from multiseg.evaluate.evaluator import EvalOptions, evaluate, load_run
 from multiseg.evaluate.tta import TtaSpec, flip_channels, tta_predict
 from multiseg.labels import GTSDB_BACKGROUND, GTSDB_FLIP_INVARIANT, GTSDB_MIRROR_PAIRS, gtsdb_mirror_map
-from multiseg.models import create_model
-from multiseg.train.config import TrainConfig
 
-HEADS = {"cityscapes": 19, "gtsdb": 44, "vistas": 65}
 GTSDB_FLIPS = flip_channels(Mirror(box_class_map=gtsdb_mirror_map()), 44)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, save_tiny_checkpoint: Callable[..., Path]) -> Path:
     from multiseg.demo.world import write_demo_world
 
     root = tmp_path_factory.mktemp("demo") / "world"
     write_demo_world(root, seed=0, n_frames=5)
-    torch.manual_seed(0)
-    model = create_model("enet", heads=HEADS, pad_to_stride=True).eval()
-    cfg = TrainConfig(
-        datasets=list(HEADS), data_root=root, model="enet", resize_width=64, resize_height=32,
-        crop_width=64, crop_height=32,
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("ckpt") / "enet.pt"
-    torch.save(
-        {"model": model.state_dict(), "model_config": model.config, "config": config_to_dict(cfg)}, path
-    )
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "enet.pt", root)
 
 
 @pytest.mark.parametrize("full_res", [False, pytest.param(True, marks=pytest.mark.slow)])

@@ -14,22 +14,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from itertools import count
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from multiseg.cli import main
-from multiseg.config import config_to_dict
 from multiseg.demo.drive import DriveSpec, write_drive_video
 from multiseg.deploy.stream import QUEUE_SIZE, run_stream
-from multiseg.models import create_model
-from multiseg.train.config import TrainConfig
 
-HEADS = {"cityscapes": 19, "gtsdb": 44, "vistas": 65}
 FRAMES = 12
 SUMMARY = re.compile(
     r"model (?P<model>[\d.]+) FPS, end to end (?P<e2e>[\d.]+) FPS .*decode (?P<decode>[\d.]+) ms, "
@@ -46,18 +42,8 @@ def drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("enet", heads=HEADS, pad_to_stride=True).eval()
-    cfg = TrainConfig(
-        datasets=list(HEADS), data_root=Path("unused"), model="enet", resize_width=64, resize_height=32,
-        crop_width=64, crop_height=32,
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("ckpt") / "enet.pt"
-    torch.save(
-        {"model": model.state_dict(), "model_config": model.config, "config": config_to_dict(cfg)}, path
-    )
-    return path
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, save_tiny_checkpoint: Callable[..., Path]) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "enet.pt", Path("unused"))
 
 
 def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
