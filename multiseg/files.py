@@ -78,6 +78,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a new file's usual mode, not mkstemp's private 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -54,6 +55,9 @@ def test_atomic_path_renames_when_done_and_deletes_on_error(tmp_path: Path) -> N
         tmp.write_bytes(b"new")
         assert not target.exists()
     assert target.read_bytes() == b"new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
     with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
         tmp.write_bytes(b"half")
         raise KeyboardInterrupt
