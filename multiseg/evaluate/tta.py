@@ -36,7 +36,7 @@ from torch import nn
 from multiseg.data.pipeline import normalize_on_device
 from multiseg.data.sample import Mirror
 from multiseg.errors import MultisegError
-from multiseg.evaluate.upsample import upsampled_strips
+from multiseg.evaluate.upsample import Upsampler
 
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
@@ -100,23 +100,25 @@ def _views(
 
 
 def _fuse(
-    views: Sequence[tuple[torch.Tensor, bool]], flip_map: torch.Tensor, size: tuple[int, int]
+    views: Sequence[tuple[torch.Tensor, bool]], flip_map: torch.Tensor, size: tuple[int, int], strip: int = 64
 ) -> torch.Tensor:
-    """The argmax at ``size`` of the views' averaged softmax (see the module docstring)."""
+    """The argmax at ``size`` of the views' averaged softmax (see the module docstring), ``strip``
+    output rows at a time and one view's strip at a time, so big labels fit in memory."""
+    device = views[0][0].device
     classes = views[0][0].shape[1]
-    flip_map = flip_map.to(views[0][0].device)
+    flip_map = flip_map.to(device)
     twin = flip_map >= 0
     take = flip_map.clamp(min=0)
     unmirrored = sum(not mirrored for _, mirrored in views)
-    count = torch.full((classes,), float(unmirrored), dtype=torch.float64, device=flip_map.device)
-    count += twin.float() * (len(views) - unmirrored)
-    out = torch.empty(size, dtype=torch.int64, device=flip_map.device)
-    strips = [upsampled_strips(logits[0], size) for logits, _ in views]
-    for parts in zip(*strips, strict=True):
-        r0, r1 = parts[0][0], parts[0][1]
-        total = torch.zeros_like(parts[0][2], dtype=torch.float64)
-        for (_, _, rows), (_, mirrored) in zip(parts, views, strict=True):
-            p = rows.double().softmax(1)
+    count = torch.full((classes,), float(unmirrored), dtype=torch.float64, device=device)
+    count += twin.double() * (len(views) - unmirrored)
+    ups = [Upsampler(logits[0], size) for logits, _ in views]
+    out = torch.empty(size, dtype=torch.int64, device=device)
+    for r0 in range(0, size[0], strip):
+        r1 = min(r0 + strip, size[0])
+        total = torch.zeros((1, classes, r1 - r0, size[1]), dtype=torch.float64, device=device)
+        for up, (_, mirrored) in zip(ups, views, strict=True):
+            p = up.rows(r0, r1).double().softmax(1)
             total += p[:, take] * twin.view(1, -1, 1, 1) if mirrored else p
         out[r0:r1] = (total / count.view(1, -1, 1, 1)).argmax(1)[0]
     return out
