@@ -63,6 +63,29 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file name beside ``path`` for a writer that takes a name, not a file object.
+
+    The name keeps ``path``'s suffix (video writers choose the container by it). When the block ends
+    normally the file is renamed to ``path``; when it raises (Ctrl-C included) the file is deleted, so
+    ``path`` is either the old file or the complete new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.partial-", suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a new file's usual mode, not mkstemp's private 0600
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def replace_dir(tmp: Path, root: Path) -> None:
     """Move a finished folder ``tmp`` to ``root``; an existing ``root`` is swapped out, then deleted."""
     if not root.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,27 @@ def fixtures_dir() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip("../shared/fixtures is absent")
     return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def save_tiny_checkpoint() -> Callable[[Path, Path], Path]:
+    """Saves an untrained ENet checkpoint with the three demo heads (trained at 64x32 on ``data_root``)."""
+    import torch
+
+    from multiseg.config import config_to_dict
+    from multiseg.models import create_model
+    from multiseg.train.config import TrainConfig
+
+    def save(path: Path, data_root: Path) -> Path:
+        heads = {"cityscapes": 19, "gtsdb": 44, "vistas": 65}
+        torch.manual_seed(0)
+        model = create_model("enet", heads=heads, pad_to_stride=True).eval()
+        cfg = TrainConfig(
+            datasets=list(heads), data_root=data_root, model="enet", resize_width=64, resize_height=32,
+            crop_width=64, crop_height=32,
+        )  # fmt: skip
+        blob = {"model": model.state_dict(), "model_config": model.config, "config": config_to_dict(cfg)}
+        torch.save(blob, path)
+        return path
+
+    return save

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from multiseg.errors import MultisegError
-from multiseg.files import atomic_write_text, file_lock, load_torch_file
+from multiseg.files import atomic_path, atomic_write_text, file_lock, load_torch_file
 
 HOLDER = """
 import sys, time
@@ -45,6 +46,23 @@ def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
     atomic_write_text(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in target.parent.iterdir()] == ["a.txt"]
+
+
+def test_atomic_path_renames_when_done_and_deletes_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "out.mp4"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".mp4" and tmp != target
+        tmp.write_bytes(b"new")
+        assert not target.exists()
+    assert target.read_bytes() == b"new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
 
 def test_load_torch_file_errors_name_the_file(tmp_path: Path) -> None:

@@ -33,13 +33,31 @@ def add_demo_data(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="overwrite ROOT even if it holds something other than a demo world",
     )
+    p.add_argument(
+        "--video", nargs="?", const="", metavar="FILE.mp4",
+        help="instead of the datasets, write a drive through one demo street (a moving camera, signs and "
+        "lane markings; 512x256, 10 fps) as an mp4v video to FILE.mp4 (default: the cache folder, "
+        "demo_drive_seed<SEED>.mp4)",
+    )  # fmt: skip
+    p.add_argument("--seconds", type=float, default=10.0, help="--video: length of the drive (default: 10)")
     p.set_defaults(func=_run_demo_data)
 
 
 def _run_demo_data(args: argparse.Namespace) -> int:
-    from multiseg.demo.cache import demo_world_path
+    from multiseg.demo.cache import demo_video_path, demo_world_path
     from multiseg.demo.world import write_demo_world
 
+    if args.video is not None:
+        from multiseg.demo.drive import DriveSpec, write_drive_video
+        from multiseg.errors import MultisegError
+
+        if args.root is not None:
+            raise MultisegError(
+                "--video writes one video file, not a data root: give --video FILE.mp4, not --root"
+            )
+        path = Path(args.video) if args.video else demo_video_path(args.seed)
+        print(write_drive_video(path, seed=args.seed, spec=DriveSpec(seconds=args.seconds)))
+        return 0
     root = args.root if args.root is not None else demo_world_path(args.seed, args.size)
     summary = write_demo_world(root, seed=args.seed, size=args.size, force=args.force)
     print(summary)

@@ -159,17 +159,24 @@ def _run_export(args: argparse.Namespace) -> int:
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="colour maps, overlays, label PNGs and the unified map for images or folders",
+        help="colour maps, overlays, label PNGs and the unified map for images or folders; overlay videos",
         description=(
             "For every image: each head's colour map, overlay and raw labels (Cityscapes labelIds and "
             "trainIds, GTSDB classes, Vistas indices), and the unified map (Cityscapes classes with the sign "
             "type and lane markings painted in) with legends. Batched, any image size, progress bar. "
-            "--submission writes the Cityscapes server format (label ids, full resolution) and a zip."
+            "--submission writes the Cityscapes server format (label ids, full resolution) and a zip. "
+            "With --out FILE.mp4 (or .avi, .mkv, .mov): SOURCE, a video file, a folder of frames or a camera "
+            "index, is streamed (decode, inference and encode overlapped) into an overlay video of the "
+            "unified map, or of the one head given with --heads, with the live FPS drawn on it; the summary "
+            "gives the model's FPS, the end-to-end FPS and the time per frame of each stage."
         ),
     )
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a checkpoint or a run folder")
-    p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGES_OR_DIR", help="image files or folders")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "inputs", type=Path, nargs="+", metavar="IMAGES_OR_DIR|SOURCE",
+        help="image files or folders; for a video --out: one video file, folder of frames or camera index",
+    )  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="output folder, or a video file (.mp4, .avi ...)")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"), help="default: torch")
     p.add_argument("--onnx", type=Path, help="onnxruntime: this ONNX file (default: export the checkpoint)")
     p.add_argument("--heads", help="comma-separated heads (default: all)")
@@ -186,17 +193,28 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         help="torch: the plain eval-mode model (BN kept, NCHW), not its fastest exact form (BN folded, "
         "channels_last where the model gains from it)",
     )
+    video = p.add_argument_group("video (--out FILE.mp4)")
+    video.add_argument("--every", type=int, default=1, help="keep every Nth frame (default: 1)")
+    video.add_argument("--max-frames", type=int, help="stop after this many frames (default: all)")
+    video.add_argument("--out-size", help="output video size WxH (default: the source's)")
+    video.add_argument(
+        "--fps", type=float, help="output frame rate (default: the source's / --every; frames: 10)"
+    )
+    video.add_argument("--codec", help="FOURCC (default: mp4v for .mp4/.mov/.mkv, MJPG for .avi)")
     p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from multiseg.deploy.predict import PredictOptions, parse_fit, run_predict
+    from multiseg.deploy.predict import parse_fit
+    from multiseg.deploy.video import VideoOptions, predict_images_or_video
 
-    opts = PredictOptions(
+    opts = VideoOptions(
         backend=args.backend, onnx=args.onnx, heads=args.heads.split(",") if args.heads else None,
         size=parse_fit(args.size) if args.size else None, full_size=args.full_size,
         batch_size=args.batch_size, workers=args.workers, strict=args.strict, submission=args.submission,
-        device=args.device, plain=args.plain,
+        device=args.device, plain=args.plain, every=args.every, max_frames=args.max_frames,
+        out_size=parse_fit(args.out_size, "--out-size") if args.out_size else None, fps=args.fps,
+        codec=args.codec,
     )  # fmt: skip
-    print(run_predict(args.checkpoint, args.inputs, args.out, opts))
+    print(predict_images_or_video(args.checkpoint, args.inputs, args.out, opts))
     return 0

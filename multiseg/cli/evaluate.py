@@ -42,16 +42,33 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         help="the plain eval-mode model (BN kept, NCHW), not its fastest exact form (BN folded, "
         "channels_last where the model gains from it)",
     )
+    p.add_argument(
+        "--tta", action="store_true",
+        help="test-time augmentation: every image at several scales and mirrored, softmax averaged (mirrored "
+        "views rename mirror-twin classes, and do not vote on classes with no twin)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tta-scales", metavar="S1,S2,...",
+        help="scale factors of the evaluation image (default: 0.5,0.75,1.0,1.25,1.5,1.75); implies --tta",
+    )  # fmt: skip
+    p.add_argument(
+        "--tta-no-flip", action="store_true", help="--tta without the mirrored views; implies --tta"
+    )
     p.set_defaults(func=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     from multiseg.evaluate.evaluator import EvalOptions, run_eval
+    from multiseg.evaluate.tta import DEFAULT_SCALES, TtaSpec, parse_scales
 
+    tta = None
+    if args.tta or args.tta_scales or args.tta_no_flip:
+        scales = parse_scales(args.tta_scales) if args.tta_scales else DEFAULT_SCALES
+        tta = TtaSpec(scales=scales, flip=not args.tta_no_flip)
     opts = EvalOptions(
         split=args.split, full_res=args.full_res, data=args.data, gtsdb_masks=args.gtsdb_masks,
         heads=args.heads.split(",") if args.heads else None, max_samples=args.max_samples,
-        device=args.device, workers=args.workers, skip_bad=args.skip_bad, plain=args.plain,
+        device=args.device, workers=args.workers, skip_bad=args.skip_bad, plain=args.plain, tta=tta,
     )  # fmt: skip
     print(run_eval(args.run, opts, args.out))
     return 0

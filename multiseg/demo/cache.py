@@ -21,6 +21,11 @@ def demo_world_path(seed: int = 0, size: str = "small") -> Path:
     return cache_dir() / f"demo_world_seed{seed}_{size}"
 
 
+def demo_video_path(seed: int = 0) -> Path:
+    """Where ``multiseg demo-data --video`` writes the demo drive of ``seed`` by default."""
+    return cache_dir() / f"demo_drive_seed{seed}.mp4"
+
+
 def demo_world_root(seed: int = 0, size: str = "small", announce: bool = True) -> Path:
     """The demo world in the cache, generated on first use (with a message saying where)."""
     root = demo_world_path(seed, size)

@@ -67,7 +67,8 @@ def street(b: Builder) -> Street:
     return st
 
 
-def ground(b: Builder, st: Street) -> None:
+def ground(b: Builder, st: Street, reach: float = 40.0) -> None:
+    """Terrain, road, sidewalks, curbs, markings; patches, paving joints and manholes up to ``reach`` m."""
     rng, bg = b.rng, b.background
     zn, zf = 0.4, st.z_end
     a = b.aspect
@@ -78,7 +79,7 @@ def ground(b: Builder, st: Street) -> None:
     bg.append(Shape(WC.ROAD, road, [b.ground(st.left, st.right, zn, zf)]))
     for _ in range(rng.integers(0, 4)):  # asphalt patches
         x0 = rng.uniform(st.left, st.right - 1.5)
-        z0 = rng.uniform(3, 40)
+        z0 = rng.uniform(3, reach)
         patch = b.ground(x0, x0 + rng.uniform(1, 3), z0, z0 + rng.uniform(2, 8))
         bg.append(Shape(WC.ROAD, shade(road, rng.uniform(0.8, 1.15)), [patch]))
     walk = jitter(rng, (175, 170, 165) if rng.random() < 0.7 else (170, 120, 110), 10)
@@ -87,7 +88,7 @@ def ground(b: Builder, st: Street) -> None:
         c0, c1 = sorted((edge, edge + sign * 0.25))
         w0, w1 = sorted((edge + sign * 0.25, edge + sign * (0.25 + width)))
         bg.append(Shape(WC.SIDEWALK, walk, [b.ground(w0, w1, zn, zf)]))
-        for z in np.arange(rng.uniform(1, 2.5), 40, rng.uniform(1.2, 2.0)):  # paving joints
+        for z in np.arange(rng.uniform(1, 2.5), reach, rng.uniform(1.2, 2.0)):  # paving joints
             bg.append(Shape(WC.SIDEWALK, shade(walk, 0.8), [b.ground(w0, w1, z, z + 0.06)]))
         bg.append(Shape(WC.CURB, curb, [b.ground(c0, c1, zn, zf)]))
         bg.append(Shape(WC.CURB, shade(curb, 0.75), [b.side_plane(edge, zn, zf, 0.0, 0.14)]))

@@ -105,6 +105,8 @@ def _place_sprite(
 ) -> tuple[int, int, int, np.ndarray] | None:
     x0, y0 = round((box[0] + off) * height), round(box[1] * height)
     x1, y1 = round((box[2] + off) * height), round(box[3] * height)
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        return _place_cut_sprite(ids, i, class_id, (x0, y0, x1, y1), height, width)
     x0, y0 = max(0, x0), max(0, y0)
     x1, y1 = min(width, max(x1, x0 + 3)), min(height, max(y1, y0 + 3))
     if x1 - x0 < 3 or y1 - y0 < 3:
@@ -112,6 +114,20 @@ def _place_sprite(
     rgb, mask = render_sign(class_id, x1 - x0, y1 - y0)
     ids[y0:y1, x0:x1][mask] = i
     return i, x0, y0, rgb
+
+
+def _place_cut_sprite(
+    ids: np.ndarray, i: int, class_id: int, box: tuple[int, int, int, int], height: int, width: int
+) -> tuple[int, int, int, np.ndarray] | None:
+    """A sign running off the frame (a passing camera): the sprite at its full size, cut at the edge."""
+    x0, y0, x1, y1 = box
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    if cx1 - cx0 < 1 or cy1 - cy0 < 1 or x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    rgb, mask = render_sign(class_id, x1 - x0, y1 - y0)
+    window = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+    ids[cy0:cy1, cx0:cx1][mask[window]] = i
+    return i, cx0, cy0, np.ascontiguousarray(rgb[window])
 
 
 def render(scene: Scene, width: int, height: int, camera: Camera, rng: np.random.Generator) -> Frame:

@@ -430,9 +430,9 @@ def run_predict(checkpoint: Path, inputs: Sequence[Path], out: Path, opts: Predi
     return "\n".join(lines)
 
 
-def parse_fit(text: str) -> tuple[int, int]:
+def parse_fit(text: str, option: str = "--size") -> tuple[int, int]:
     """``"1024x512"`` (width x height) -> ``(1024, 512)``."""
     w, sep, h = text.lower().partition("x")
     if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise MultisegError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1024x512")
+        raise MultisegError(f"{option} {text!r}: expected WIDTHxHEIGHT, e.g. 1024x512")
     return int(w), int(h)

@@ -51,6 +51,7 @@ from multiseg.evaluate.report import (
     write_csv,
     write_json,
 )
+from multiseg.evaluate.tta import TtaSpec, flip_channels, tta_predict
 from multiseg.evaluate.upsample import upsample_argmax
 from multiseg.labels import CITYSCAPES_CLASSES, CITYSCAPES_NUM_CLASSES, vistas_to_cityscapes_lut
 from multiseg.metrics import ConfusionMatrix, sign_scores
@@ -215,11 +216,14 @@ def evaluate_set(
     max_samples: int | None,
     workers: int,
     skipped: SkippedFiles | None = None,
+    tta: TtaSpec | None = None,
+    flip_maps: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Fill every probe's confusion matrix over one validation set (one image at a time).
 
     A batch standing in for a corrupt file (``skip_bad``) is counted in ``skipped`` and left out: its
-    sample is the next readable one, evaluated at its own index anyway.
+    sample is the next readable one, evaluated at its own index anyway. ``tta``: predict with
+    test-time augmentation (:mod:`.tta`), mirrored views renamed through ``flip_maps`` (head -> channels).
     """
     skipped = skipped if skipped is not None else SkippedFiles()
     for p in probes:
@@ -233,7 +237,11 @@ def evaluate_set(
         if skipped.add(batches[0]) or any(b["skipped"] for b in batches[1:]):
             continue
         labels = [b["label"][0].to(device) for b in batches]
-        preds = _predict(net, batches[0]["image"].to(device), heads, tuple(labels[0].shape))
+        image, size = batches[0]["image"].to(device), tuple(labels[0].shape)
+        if tta is None:
+            preds = _predict(net, image, heads, size)
+        else:
+            preds = tta_predict(net, image, heads, size, tta, flip_maps or {})
         for p in probes:
             gt = labels[p.source]
             if p.gt_lut is not None:
@@ -271,6 +279,7 @@ class EvalOptions:
     workers: int = 1
     skip_bad: bool = False  # leave corrupt files out (counted, reported) instead of stopping
     plain: bool = False  # the plain eval-mode model instead of inference_model's (BN folded, layout)
+    tta: TtaSpec | None = None  # test-time augmentation (multi-scale, mirror); None: one plain view
 
 
 def resolution_note(cfg: TrainConfig, full_res: bool) -> str:
@@ -324,9 +333,12 @@ def evaluate(
     """Every requested head on its dataset(s); see the module docstring. ``skipped`` counts skip_bad skips."""
     model = inference_model(model.to(device), optimize=not opts.plain)
     results = []
-    for vs in build_sets(cfg, opts):
+    sets = build_sets(cfg, opts)
+    # A head mirrors like the dataset it is named after (mirror twins; see multiseg.evaluate.tta).
+    flips = {vs.name: flip_channels(vs.dataset.mirror, model.num_classes[vs.name]) for vs in sets}
+    for vs in sets:
         probes = probes_for(vs, dict(model.num_classes))
-        evaluate_set(model, vs, probes, device, opts.max_samples, opts.workers, skipped)
+        evaluate_set(model, vs, probes, device, opts.max_samples, opts.workers, skipped, opts.tta, flips)
         results.extend(_result(p, vs.dataset.split) for p in probes)
     return results
 
@@ -363,21 +375,25 @@ def run_eval(path: Path, opts: EvalOptions, out: Path | None) -> str:
 
     model, cfg, ckpt, run_dir = load_run(path)
     cfg = override_data(cfg, opts.data)
-    tag = f"eval-{opts.split}-{'fullres' if opts.full_res else 'trainres'}"
+    tag = f"eval-{opts.split}-{'fullres' if opts.full_res else 'trainres'}{'-tta' if opts.tta else ''}"
     out = prepare_out_dir(out if out is not None else (run_dir or ckpt.parent) / tag)
     device = resolve_device(opts.device)
     start = time.perf_counter()
     skipped = SkippedFiles()
     results = evaluate(model, cfg, opts, device, skipped)
+    seconds = time.perf_counter() - start
     resolution = resolution_note(cfg, opts.full_res)
+    if opts.tta is not None:
+        resolution += f"; {opts.tta.describe()}"
     meta = {
         "checkpoint": str(ckpt), "model": model.name, "heads": dict(model.num_classes), "split": opts.split,
         "full_res": opts.full_res, "resolution": resolution, "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2), "skipped_files": sorted(skipped.counts),
+        "seconds": round(seconds, 2), "skipped_files": sorted(skipped.counts),
+        "tta": None if opts.tta is None else {"scales": list(opts.tta.scales), "flip": opts.tta.flip},
     }  # fmt: skip
     write_report(results, meta, out, resolution)
     files = "eval.json, eval.csv, iou_*.png, confusion_*.png"
-    report = f"{format_table(results, resolution)}\nreport: {out} ({files})"
+    report = f"{format_table(results, resolution)}\nevaluated in {seconds:.1f} s\nreport: {out} ({files})"
     return f"{report}\n{skipped.report()}" if skipped.counts else report
 
 
