@@ -20,7 +20,10 @@ Protocol (printed with the results; run it on an idle machine for figures to quo
   label), as a torchvision-style pipeline written step by step would; *decode only* reads and
   decodes image + label with multiseg's readers and returns nothing else: the limit of the others.
 * All run through ``torch.utils.data.DataLoader`` with the same batch sampler, 0, 1 and 2 workers,
-  persistent workers; the first batch (worker start-up) is not timed; images/s over the rest.
+  persistent workers; the first batch (worker start-up) is not timed; images/s over the rest. The
+  main process runs torch with 1 thread (``--torch-threads``), as each worker does: with more, its
+  few torch calls (``from_numpy``, the collate's ``stack``) spin idle OpenMP threads, which on a
+  busy machine cost more CPU than the work.
 * Beside images/s: the CPU time the benchmark's own processes (main + workers) spent per image in
   the timed part (the per-sample cost; hardly moved by other load), images/s per core (1000 / that),
   and how many cores *other* processes used meanwhile (``/proc/stat``), so a run on a shared machine
@@ -59,7 +62,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from multiseg.data import decoders
-from multiseg.data.base import Record
+from multiseg.data.base import Record, hwc_to_chw
 from multiseg.data.cityscapes import ID_LUT, CityscapesDataset, color_to_train_id
 from multiseg.data.io import (
     check_same_size,
@@ -221,7 +224,7 @@ def multiseg_item(ds: CityscapesDataset, key: tuple[int, int, int], timed: Timer
     with timed("to CHW tensors"):
         boxes, classes = clip_boxes(sample.boxes, sample.box_classes, CROP_W, CROP_H)
         out = {
-            "image": torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))),
+            "image": torch.from_numpy(hwc_to_chw(sample.image)),
             "label": torch.from_numpy(sample.label),
         }
     zeros = torch.zeros(0, dtype=torch.int64)
@@ -443,7 +446,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="first print per-stage CPU ms per sample")
     parser.add_argument("--gpu-img-s", type=float, default=GPU_IMG_S, help="GPU training images/s to feed")
     parser.add_argument("--quick", action="store_true", help="a smoke test: 4 tiny synthetic frames")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="torch threads of this process (default 1, as a worker)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)
     if args.quick:
         args.frames, args.epochs, args.batch, args.synthetic = 4, 2, 2, True
     t_start = time.perf_counter()
