@@ -233,7 +233,9 @@ def run_all(args: argparse.Namespace) -> None:
         print("protocol: see the module docstring of benchmarks/bench_full_scale.py; here:")
         print(
             f"  machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{args.threads or torch.get_num_threads()} threads; load average before: {os.getloadavg()}"
+            f"{args.threads or torch.get_num_threads()} threads, CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()} (bf16 is emulated without AVX512-BF16/AMX); "
+            f"load average before: {os.getloadavg()}"
         )
         print(
             f"  train: batch {args.batch} of {args.size} (HxW) crops, {args.heads} heads, {args.warmup} "
