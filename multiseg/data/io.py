@@ -1,8 +1,10 @@
 """Image and label readers with one-line errors.
 
-OpenCV is the fast path (specs/environment.md §6: PNG decode is about 30 % faster than PIL and
-dominates the per-sample cost). Two exceptions go through Pillow because OpenCV gets them wrong:
-palette ('P') PNGs, whose *indices* are the labels (OpenCV expands them to colours), and nothing else.
+Decoding dominates the per-sample cost (specs/environment.md §6). 8-bit PNGs and JPEGs go through
+``imagecodecs`` (libpng with zlib-ng, libjpeg-turbo: about 30 % faster than OpenCV here) wherever it
+gives OpenCV's very pixels (:mod:`multiseg.data.decoders`), everything else and every machine
+without ``imagecodecs`` through OpenCV. Palette ('P') PNGs go through Pillow, because both others
+expand them to colours and their *indices* are the labels.
 Every reader raises :class:`FileError` (a :class:`~multiseg.errors.MultisegError`) naming the file and
 the problem, never returns ``None`` the way ``cv2.imread`` does.
 """
@@ -16,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from multiseg.data.decoders import decode_grey_label, decode_rgb
 from multiseg.errors import MultisegError
 
 # OpenCV's own thread pool does not survive fork(): a DataLoader worker forked after the parent ran
@@ -83,6 +86,9 @@ def decode_image(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     faults of the extra 6 MB).
     """
     _check_complete(path, data)
+    fast = decode_rgb(data)
+    if fast is not None:
+        return fast
     buffer = np.frombuffer(data, np.uint8)
     if _IMREAD_RGB is not None:
         rgb = cv2.imdecode(buffer, _IMREAD_RGB)
@@ -107,9 +113,9 @@ def is_palette_png(data: bytes) -> bool:
 def decode_label(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     """Decode a single-channel label image: uint8 or uint16 HxW, palette PNGs as their indices.
 
-    Palette PNGs go through Pillow (``np.asarray`` of a 'P' image is the index array); everything
-    else through ``cv2.IMREAD_UNCHANGED``, which keeps 16-bit values (plain ``cv2.imread`` would
-    squash them to 8 bits and add channels).
+    Palette PNGs go through Pillow (``np.asarray`` of a 'P' image is the index array); greyscale
+    PNGs through imagecodecs where present; everything else through ``cv2.IMREAD_UNCHANGED``, which
+    keeps 16-bit values (plain ``cv2.imread`` would squash them to 8 bits and add channels).
     """
     _check_complete(path, data)
     if is_palette_png(data):
@@ -118,6 +124,9 @@ def decode_label(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
                 return np.asarray(im)
         except (OSError, ValueError, SyntaxError) as exc:
             raise FileError(f"{path}: corrupt label image ({exc})") from None
+    fast = decode_grey_label(data)
+    if fast is not None:
+        return fast
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise FileError(f"{path}: corrupt or unsupported label image")

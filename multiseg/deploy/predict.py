@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from multiseg.data.base import hwc_to_chw
 from multiseg.data.gtsdb import GtsdbDataset
 from multiseg.data.io import IMAGE_EXTENSIONS, read_image
 from multiseg.data.pipeline import normalize_on_device
@@ -114,7 +115,7 @@ class ImageFolder(Dataset):
         h, w = image.shape[:2]
         size = network_size(w, h, self.fit)
         net_in = image if size == (w, h) else cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-        tensor = torch.from_numpy(np.ascontiguousarray(net_in.transpose(2, 0, 1)))
+        tensor = torch.from_numpy(hwc_to_chw(net_in))
         return {"path": path, "rel": rel, "image": image, "input": tensor}
 
 
