@@ -154,6 +154,19 @@ def test_resume_with_a_different_config_lists_the_differences(tiny_root: Path, t
     )
 
 
+def test_train_takes_data_like_eval(tiny_root: Path, tmp_path: Path) -> None:
+    """``--data ROOT`` is ``--set data_root=ROOT``; ``--data NAME=PATH`` sets one dataset's root."""
+    keys = [*TINY, "epochs=1", "datasets=[cityscapes]", "class_weighted_heads=[]", f"out_dir={tmp_path}/o"]
+    sets = [f"--set={key}" for key in keys]
+    elsewhere, cityscapes = tmp_path / "elsewhere", tiny_root / "cityscapes"
+    res = _run(["train", "--data", str(elsewhere), "--data", f"cityscapes={cityscapes}", *sets])
+    assert res.returncode == 0, res.stderr
+    saved = (_only_run_dir(tmp_path / "o") / "config.yaml").read_text()
+    assert f"data_root: {elsewhere}" in saved and f"cityscapes_root: {cityscapes}" in saved
+    bad = _run(["train", "--data", "cityscape=x", *sets])
+    assert bad.returncode == 2 and "--data cityscape=x" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_missing_dataset_fails_before_training(tmp_path: Path) -> None:
     res = _run(
         ["train", "--set", f"data_root={tmp_path / 'nowhere'}", "--set", f"out_dir={tmp_path / 'out'}"]

@@ -28,6 +28,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="override one config key (repeatable), e.g. --set epochs=10 --set model=enet",
     )
     p.add_argument(
+        "--data", action="append", default=[], metavar="ROOT|NAME=PATH",
+        help="data root (cityscapes/, gtsdb/, vistas/ inside: = --set data_root=ROOT) or one dataset's root "
+        "(cityscapes=PATH, gtsdb=PATH, vistas=PATH; repeatable); default: the config's, else the demo world",
+    )  # fmt: skip
+    p.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt"
     )
     p.add_argument(
@@ -42,9 +47,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from multiseg.train.run import resolve_run, train
+    from multiseg.train.run import data_overrides, resolve_run, train
 
-    overrides = [*args.overrides, *(["skip_bad=true"] if args.skip_bad else [])]
+    overrides = [*data_overrides(args.data), *args.overrides, *(["skip_bad=true"] if args.skip_bad else [])]
     cfg, run_dir, resume = resolve_run(args.config, overrides, args.resume, args.force)
     print(train(cfg, run_dir, resume=resume).table())
     return 0
