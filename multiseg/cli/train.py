@@ -51,7 +51,9 @@ def _run_train(args: argparse.Namespace) -> int:
 
     overrides = [*data_overrides(args.data), *args.overrides, *(["skip_bad=true"] if args.skip_bad else [])]
     cfg, run_dir, resume = resolve_run(args.config, overrides, args.resume, args.force)
-    print(train(cfg, run_dir, resume=resume).table())
+    summary = train(cfg, run_dir, resume=resume)
+    if summary.is_main:  # under torchrun every rank returns the summary; rank 0 prints it
+        print(summary.table())
     return 0
 
 
