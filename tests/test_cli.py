@@ -118,3 +118,25 @@ def test_export_without_a_source_takes_the_newest_run_else_the_default_model(
         == f"export: no --model or --checkpoint: the newest run's best checkpoint, {newest}"
     )
     assert "exported enet heads [cityscapes]" in res.stdout
+
+
+def test_train_help_lists_every_config_key_with_type_default_and_a_line() -> None:
+    import dataclasses
+
+    from multiseg.config import config_docs
+    from multiseg.train.config import TrainConfig
+
+    out = subprocess.run([*_console_script(), "train", "--help"], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    docs = config_docs(TrainConfig)
+    assert [d.name for d in docs] == [f.name for f in dataclasses.fields(TrainConfig)]
+    for doc in docs:
+        assert doc.help, f"TrainConfig.{doc.name} has no #: line above it"
+        (i,) = [i for i, line in enumerate(lines) if line.startswith(f"  {doc.name} (")]
+        assert lines[i].startswith(f"  {doc.name} ({doc.type}) = {doc.default}")
+        assert lines[i + 1].strip() == doc.help
+    assert (
+        "  epochs (int) = 150  [demo run: 72]" in lines
+        and "  lr (float) = 0.0005  [demo run: 0.002]" in lines
+    )
+    assert "  model_kwargs (dict[str, Any]) = {}  [demo run: {dropout_128: 0.0, dropout_64: 0.0}]" in lines

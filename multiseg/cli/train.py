@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
+
+#: Stands for the config keys in ``train --help`` until the help is printed (see _TrainHelpFormatter).
+_CONFIG_KEYS = "<config keys>"
+
+
+class _TrainHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Lists TrainConfig's keys (read from its source) only when ``train --help`` is printed, so building
+    the parser for every other command stays cheap."""
+
+    def add_text(self, text: str | None) -> None:
+        if text == _CONFIG_KEYS:
+            from multiseg.config import config_help
+            from multiseg.train.config import TrainConfig, demo_config
+
+            keys = config_help(TrainConfig, ("demo run", demo_config()))
+            text = f"config keys (in CONFIG or --set KEY=VALUE; [demo run: ...]: without CONFIG):\n{keys}"
+        super().add_text(text)
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
+    description = (
+        "Joint multi-dataset training. With no CONFIG it trains ERFNet on the demo world (generated on "
+        "first use) in the hardest setting, Cityscapes + GTSDB + Vistas, sized for ~10 minutes on 2 CPU "
+        "cores. Runs under torchrun unchanged (DDP). The resolved config is saved in the run folder. "
+        "After each validation it prints one line (each head's mIoU, the loss weights, the best so far, "
+        "the time left) and at the end what each head reached."
+    )
     p = sub.add_parser(
         "train",
         help="train one network on several datasets at once (default: ERFNet on the demo world)",
-        description=(
-            "Joint multi-dataset training. With no CONFIG it trains ERFNet on the demo world (generated on "
-            "first use) in the hardest setting, Cityscapes + GTSDB + Vistas, sized for ~10 minutes on 2 CPU "
-            "cores. Runs under torchrun unchanged (DDP). The resolved config is saved in the run folder."
-        ),
+        description=textwrap.fill(description, 100),
+        epilog=_CONFIG_KEYS,
+        formatter_class=_TrainHelpFormatter,
     )
     p.add_argument(
-        "config", nargs="?", type=Path, help="flat YAML config (keys of multiseg.train.config.TrainConfig)"
+        "config", nargs="?", type=Path, help="flat YAML config: the keys listed below (TrainConfig)"
     )
     p.add_argument(
         "--set",
