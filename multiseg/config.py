@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -227,6 +229,70 @@ def config_differences(old: Any, new: Any) -> list[str]:
     """Human-readable ``key: old -> new`` lines for every field that differs between two configs."""
     a, b = config_to_dict(old), config_to_dict(new)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in b if a.get(k) != b.get(k)]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyDoc:
+    """One config key as ``--help`` lists it."""
+
+    name: str
+    type: str  # as in error messages: int, float | null, 'merge' | 'box' | 'shape' ...
+    default: str  # as YAML would write it: 0.0005, [cityscapes, gtsdb], null
+    help: str  # the ``#:`` comment above the field ("" where it has none)
+    section: str  # the ``# -- section --`` heading the field is under ("" before the first)
+
+
+def config_docs(cls: type) -> list[KeyDoc]:
+    """Every field of a config dataclass with its type, default and the ``#:`` comment lines above it.
+
+    Read from the class's own source, so ``--help`` follows the class and never goes stale: a new field
+    shows up with its type and default, and tests require its ``#:`` line.
+    """
+    comments: dict[str, tuple[str, str]] = {}
+    pending: list[str] = []
+    section = ""
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        heading = re.fullmatch(r"# -- (.+?) -*", text)
+        if heading:
+            section, pending = heading.group(1), []
+        elif text.startswith("#:"):
+            pending.append(text[2:].strip())
+        elif match := re.match(r"(\w+)\s*:", text):
+            comments[match.group(1)] = (" ".join(pending), section)
+            pending = []
+        elif text:
+            pending = []
+    docs = []
+    for name, (field, tp) in _fields(cls).items():
+        default = field.default_factory() if field.default is _MISSING else field.default  # type: ignore[misc]
+        dumped = yaml.safe_dump(_plain(default), default_flow_style=True, width=1000)
+        help_text, where = comments.get(name, ("", ""))
+        docs.append(KeyDoc(name, _type_name(tp), dumped.removesuffix("\n...\n").strip(), help_text, where))
+    return docs
+
+
+def config_help(cls: type, alternative: tuple[str, Any] | None = None) -> str:
+    """The keys of a config class for ``--help``: per section, ``name (type) = default`` and its line.
+
+    ``alternative`` (a label and a config instance) adds where that config's value differs from the
+    default, e.g. the demo run's ``[demo run: 72]``.
+    """
+    other = config_to_dict(alternative[1]) if alternative is not None else {}
+    lines: list[str] = []
+    section = None
+    for doc in config_docs(cls):
+        if doc.section != section:
+            section = doc.section
+            lines.append(f"{section}:" if section else "")
+        value = f"{doc.name} ({doc.type}) = {doc.default}"
+        if alternative is not None and doc.name in other:
+            theirs = yaml.safe_dump(other[doc.name], default_flow_style=True, width=1000)
+            theirs = theirs.removesuffix("\n...\n").strip()
+            if theirs != doc.default:
+                value += f"  [{alternative[0]}: {theirs}]"
+        lines += [f"  {value}", f"      {doc.help}"]
+    return "\n".join(lines)
 
 
 def parse_size(text: str) -> tuple[int, int]:

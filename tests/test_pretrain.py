@@ -5,6 +5,8 @@ folders."""
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -125,6 +127,15 @@ def test_bad_image_folders_are_one_line_errors(tmp_path: Path) -> None:
     _image(tmp_path / "empty" / "dog" / "b.png")
     with pytest.raises(MultisegError, match="output stride 32"):
         Pretrainer(PretrainConfig(data=tmp_path / "empty", model="gunet", image_size=48), tmp_path / "run")
+
+
+def test_pretrain_without_data_names_the_demo_option(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "multiseg", "pretrain", "--model", "enet", "--out", str(tmp_path / "run")]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert "--data DIR" in line and "--demo DIR" in line
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("flip", [True, False])

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import collections
 import csv
+import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -126,6 +128,8 @@ def test_ctrl_c_writes_a_resumable_checkpoint(tiny_root: Path, tmp_path: Path) -
     resumed = _run(["train", "--resume", str(run_dir), "--force", "--set", "epochs=2"])
     assert resumed.returncode == 0, resumed.stderr
     assert [r["epoch"] for r in _rows(run_dir)][-1] == "2"
+    where = f"multiseg: resumed from epoch {state['epoch'] + 1}, step {state['step_in_epoch']} of "
+    assert where in resumed.stdout
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
@@ -152,6 +156,93 @@ def test_resume_with_a_different_config_lists_the_differences(tiny_root: Path, t
     assert (
         "lr: 0.0005 -> 0.1" in res.stderr and "batch_size: 6 -> 4" in res.stderr and "--force" in res.stderr
     )
+
+
+@pytest.fixture(scope="module")
+def printed_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """One real 2-epoch run of ``multiseg train --data ROOT`` validating after each epoch: its stdout and
+    folder, shared by the tests of what a run prints (one run instead of one per test)."""
+    out = tmp_path_factory.mktemp("printed")
+    keys = [*TINY, "model=enet", "epochs=2", "val_every=1", "class_weighted_heads=[]", "amp=none"]
+    res = _run(["train", "--data", str(tiny_root), *[f"--set={k}" for k in [*keys, f"out_dir={out}"]]])
+    assert res.returncode == 0, res.stderr
+    assert "run_left=" in res.stderr  # the progress bar shows the time left for the whole run
+    return res.stdout, _only_run_dir(out)
+
+
+def test_train_takes_data_like_eval(printed_run: tuple[str, Path], tiny_root: Path) -> None:
+    """``--data ROOT`` is ``--set data_root=ROOT``; ``--data NAME=PATH`` sets one dataset's root."""
+    from multiseg.config import load_config
+    from multiseg.train.config import TrainConfig
+    from multiseg.train.run import data_overrides
+
+    assert f"data_root: {tiny_root}" in (printed_run[1] / "config.yaml").read_text()
+    items = data_overrides(["lanes=/v: 2", "/data", "cityscapes=/c"])  # a ROOT first, whatever the order
+    cfg = load_config(TrainConfig, None, items)
+    assert (cfg.data_root, cfg.cityscapes_root, cfg.vistas_root) == (Path("/data"), Path("/c"), Path("/v: 2"))
+    bad = _run(["train", "--data", "cityscape=x"])
+    assert bad.returncode == 2 and "--data cityscape=x" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_each_validation_prints_one_line_with_the_time_left(printed_run: tuple[str, Path]) -> None:
+    stdout, run_dir = printed_run
+    lines = [line for line in stdout.splitlines() if " val mIoU: " in line]
+    rows = _rows(run_dir)
+    assert len(lines) == len(rows) == 2
+    for line, row, left in zip(lines, rows, (r" \| (\d+m)?\d+s left", ""), strict=True):
+        miou = ", ".join(f"{h} {float(row[f'miou/{h}']):.3f}" for h in ("cityscapes", "gtsdb", "vistas"))
+        weights = ", ".join(f"{h} {float(row[f'weight/{h}']):.2f}" for h in ("cityscapes", "gtsdb", "vistas"))
+        best = max(float(r["miou/mean"]) for r in rows[: int(row["epoch"])])
+        expected = (
+            f"epoch {row['epoch']}/2 val mIoU: {miou}; mean {float(row['miou/mean']):.3f} | "
+            f"loss weights: {weights} | best {best:.3f} (epoch "
+        )
+        assert line.startswith(expected), (line, expected)
+        assert re.fullmatch(r".* \| best [0-9.]+ \(epoch [12]\)" + left, line), line
+
+
+def test_summary_says_what_each_head_reached(printed_run: tuple[str, Path]) -> None:
+    stdout, run_dir = printed_run
+    words = stdout[stdout.index("what each head reached at the last validation (epoch 2):") :].splitlines()
+    last = _rows(run_dir)[-1]
+    for line, head, classes in zip(words[1:], ("cityscapes", "gtsdb", "vistas"), (19, 43, 65), strict=True):
+        pct = 100 * float(last[f"miou/{head}"])
+        assert line.startswith(
+            f"  {head} head: mIoU {pct:.1f} %" if pct < 10 else f"  {head} head: mIoU {pct:.0f} %"
+        )
+        assert f"over its {classes} classes" in line
+
+
+def test_eval_says_which_checkpoint_and_epoch_it_scored(
+    printed_run: tuple[str, Path], tmp_path: Path
+) -> None:
+    run_dir = printed_run[1]
+    best = torch.load(run_dir / "best.pt", weights_only=True)["early_stopping"]
+    quick = ["--max-samples", "1", "--workers", "0", "--heads", "cityscapes"]
+    res = _run(["eval", str(run_dir), *quick, "--out", str(tmp_path / "a")])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == (
+        f"scored {run_dir / 'best.pt'}: the best checkpoint (best mean validation mIoU, {best['best']:.4f}), "
+        f"after epoch {best['best_epoch']} of 2"
+    )
+    res = _run(["eval", str(run_dir / "last.pt"), *quick, "--out", str(tmp_path / "b")])
+    assert res.returncode == 0, res.stderr
+    first = res.stdout.splitlines()[0]
+    assert first.startswith(f"scored {run_dir / 'last.pt'}: the last checkpoint, after epoch 2 of 2")
+    assert json.loads((tmp_path / "b" / "eval.json").read_text())["checkpoint_epoch"] == 2
+
+
+def test_resumed_run_says_where_it_resumed(printed_run: tuple[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(printed_run[1], run_dir)
+    res = _run(["train", "--resume", str(run_dir), "--force", "--set", "epochs=3"])
+    assert res.returncode == 0, res.stderr
+    steps = torch.load(printed_run[1] / "last.pt", weights_only=True)["state"]["global_step"]
+    line = next(line for line in res.stdout.splitlines() if line.startswith("multiseg: resumed"))
+    assert line.startswith(
+        f"multiseg: resumed from epoch 3, step 0 of {steps // 2} ({steps} steps done; best "
+    )
+    assert "epoch 3/3 val mIoU" in res.stdout
 
 
 def test_missing_dataset_fails_before_training(tmp_path: Path) -> None:
@@ -222,6 +313,9 @@ def test_torchrun_three_heads_with_absent_heads_on_a_rank(tiny_root: Path, tmp_p
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = _only_run_dir(tmp_path / "out")
     assert {"miou/cityscapes", "miou/gtsdb", "miou/vistas"} <= set(_rows(run_dir)[0])
+    # rank 0 alone prints: the start line, the validation line and the summary, once each
+    for text in ("multiseg: training", "epoch 1/1 val mIoU: ", "run folder: ", "what each head reached"):
+        assert res.stdout.count(text) == 1, (text, res.stdout)
 
 
 @pytest.fixture(scope="module")

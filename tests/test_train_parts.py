@@ -15,8 +15,9 @@ from multiseg.train.box_targets import BoxTargetOptions, merge_batch, merge_samp
 from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from multiseg.train.early_stopping import EarlyStopping
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
+from multiseg.train.progress import RunClock, format_duration, validation_line
 from multiseg.train.schedule import poly_factor
-from multiseg.train.summary import TrainSummary
+from multiseg.train.summary import TrainSummary, head_sentences
 
 # ---- learned loss weights -------------------------------------------------------------------------
 
@@ -205,6 +206,61 @@ def test_summary_table_lists_every_head_metric(tmp_path: Path) -> None:
     for key in final.keys() - {"loss/total"}:
         assert any(line.split()[0] == key for line in table.splitlines()), key
     assert "loss/total" not in table
+
+
+def test_summary_says_in_plain_words_what_each_head_reached(tmp_path: Path) -> None:
+    final = {
+        "miou/cityscapes": 0.372,
+        "miou/gtsdb": 0.0,
+        "miou_true/gtsdb": 0.004,
+        "sign_iou/gtsdb": 0.61,
+        "sign_category_accuracy/gtsdb": 0.98,
+        "sign_accuracy/gtsdb": 0.015,
+        "miou/vistas": math.nan,
+        "miou/mean": 0.19,
+    }
+    cs, gtsdb, vistas = head_sentences(final, {"cityscapes": 19, "gtsdb": 43, "vistas": 65})
+    assert cs.startswith("cityscapes head: mIoU 37 % ") and "over its 19 classes" in cs
+    assert "finds the signs with 61 % overlap" in gtsdb and "98 % the right category (chance 25 %)" in gtsdb
+    assert "names 1.5 % right (chance 2.3 %)" in gtsdb and "mIoU over the 43 signs 0.4 %" in gtsdb
+    assert vistas.startswith("vistas head: no score")
+    table = TrainSummary(tmp_path, 72, 72, 0.19, final, False, 1.0, classes={"cityscapes": 19}).table()
+    assert table.splitlines()[-4:] == [
+        "what each head reached at the last validation (epoch 72):",
+        f"  {head_sentences(final, {'cityscapes': 19})[0]}",
+        f"  {gtsdb}",
+        f"  {vistas}",
+    ]
+
+
+def test_validation_line_holds_every_head_the_sign_iou_the_weights_and_the_best() -> None:
+    row = {"lr": 1e-3, "miou/cityscapes": 0.2141, "miou/gtsdb": 0.003, "sign_iou/gtsdb": 0.4123}
+    row |= {"miou/vistas": math.nan, "miou/mean": 0.1085, "weight/cityscapes": 0.93, "weight/gtsdb": 1.414}
+    line = validation_line(8, 72, row, (0.1085, 8), "7m05s")
+    assert line == (
+        "epoch 8/72 val mIoU: cityscapes 0.214, gtsdb 0.003 (sign_iou 0.412), vistas -; mean 0.108 | "
+        "loss weights: cityscapes 0.93, gtsdb 1.41 | best 0.108 (epoch 8) | 7m05s left"
+    )
+    assert validation_line(1, 1, {"miou/a": 0.5, "miou/mean": 0.5}, (-math.inf, -1)).endswith("| best -")
+
+
+def test_run_clock_extrapolates_steps_and_validations_to_the_whole_run() -> None:
+    now = [0.0]
+    clock = RunClock(epochs=4, steps_per_epoch=10, val_every=2, clock=lambda: now[0])
+    assert clock.seconds_left(0, 0) is None and clock.left_text(0, 0) == "?"
+    for _ in range(10):  # epoch 1: 10 steps of 2 s
+        now[0] += 2.0
+        clock.step_done()
+    assert clock.seconds_left(0, 10) == 3 * 10 * 2.0  # validations not timed yet: steps only
+    now[0] += 100.0  # between epochs: not a step
+    clock.start_epoch()
+    for _ in range(10):
+        now[0] += 2.0
+        clock.step_done()
+    clock.validation_done(30.0)  # epoch 2 validates (val_every 2); epoch 4, the last, will too
+    assert clock.seconds_left(2, 0) == 2 * 10 * 2.0 + 1 * 30.0
+    assert clock.seconds_left(2, 5) == 15 * 2.0 + 30.0
+    assert [format_duration(s) for s in (42.4, 312, 7500)] == ["42s", "5m12s", "2h05m"]
 
 
 def test_demo_config_weights_every_trained_head_and_turns_erfnet_dropout_off() -> None:

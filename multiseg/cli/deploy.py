@@ -118,8 +118,12 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         description="Write an ONNX graph (dynamic batch and size by default); print max |torch - ORT|.",
     )
     p.add_argument("--onnx", type=Path, required=True, help="ONNX file to write")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a model name (random weights)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--model",
+        help="a model name (random weights); with neither --model nor --checkpoint: the newest run's best "
+        "checkpoint under runs/demo or runs/train, else erfnet (the report's first line says which)",
+    )  # fmt: skip
     source.add_argument(
         "--checkpoint", type=Path, help="a checkpoint with 'model_config' and 'model' entries"
     )

@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
+
+#: Stands for the config keys in ``train --help`` until the help is printed (see _TrainHelpFormatter).
+_CONFIG_KEYS = "<config keys>"
+
+
+class _TrainHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Lists TrainConfig's keys (read from its source) only when ``train --help`` is printed, so building
+    the parser for every other command stays cheap."""
+
+    def add_text(self, text: str | None) -> None:
+        if text == _CONFIG_KEYS:
+            from multiseg.config import config_help
+            from multiseg.train.config import TrainConfig, demo_config
+
+            keys = config_help(TrainConfig, ("demo run", demo_config()))
+            text = f"config keys (in CONFIG or --set KEY=VALUE; [demo run: ...]: without CONFIG):\n{keys}"
+        super().add_text(text)
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
+    description = (
+        "Joint multi-dataset training. With no CONFIG it trains ERFNet on the demo world (generated on "
+        "first use) in the hardest setting, Cityscapes + GTSDB + Vistas, sized for ~10 minutes on 2 CPU "
+        "cores. Runs under torchrun unchanged (DDP). The resolved config is saved in the run folder. "
+        "After each validation it prints one line (each head's mIoU, the loss weights, the best so far, "
+        "the time left) and at the end what each head reached."
+    )
     p = sub.add_parser(
         "train",
         help="train one network on several datasets at once (default: ERFNet on the demo world)",
-        description=(
-            "Joint multi-dataset training. With no CONFIG it trains ERFNet on the demo world (generated on "
-            "first use) in the hardest setting, Cityscapes + GTSDB + Vistas, sized for ~10 minutes on 2 CPU "
-            "cores. Runs under torchrun unchanged (DDP). The resolved config is saved in the run folder."
-        ),
+        description=textwrap.fill(description, 100),
+        epilog=_CONFIG_KEYS,
+        formatter_class=_TrainHelpFormatter,
     )
     p.add_argument(
-        "config", nargs="?", type=Path, help="flat YAML config (keys of multiseg.train.config.TrainConfig)"
+        "config", nargs="?", type=Path, help="flat YAML config: the keys listed below (TrainConfig)"
     )
     p.add_argument(
         "--set",
@@ -27,6 +50,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override one config key (repeatable), e.g. --set epochs=10 --set model=enet",
     )
+    p.add_argument(
+        "--data", action="append", default=[], metavar="ROOT|NAME=PATH",
+        help="data root (cityscapes/, gtsdb/, vistas/ inside: = --set data_root=ROOT) or one dataset's root "
+        "(cityscapes=PATH, gtsdb=PATH, vistas=PATH; repeatable); default: the config's, else the demo world",
+    )  # fmt: skip
     p.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt"
     )
@@ -42,11 +70,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from multiseg.train.run import resolve_run, train
+    from multiseg.train.run import data_overrides, resolve_run, train
 
-    overrides = [*args.overrides, *(["skip_bad=true"] if args.skip_bad else [])]
+    overrides = [*data_overrides(args.data), *args.overrides, *(["skip_bad=true"] if args.skip_bad else [])]
     cfg, run_dir, resume = resolve_run(args.config, overrides, args.resume, args.force)
-    print(train(cfg, run_dir, resume=resume).table())
+    summary = train(cfg, run_dir, resume=resume)
+    if summary.is_main:  # under torchrun every rank returns the summary; rank 0 prints it
+        print(summary.table())
     return 0
 
 

@@ -318,17 +318,50 @@ def run_export(args: argparse.Namespace, size: tuple[int, int]) -> str:
 
     heads_arg: str | None = getattr(args, "heads", None)
     checkpoint: Path | None = getattr(args, "checkpoint", None)
+    model_name: str | None = getattr(args, "model", None)
+    chosen_note = ""
+    if checkpoint is None and model_name is None:
+        checkpoint, chosen_note = default_export_source()
+        model_name = DEFAULT_EXPORT_MODEL
     if checkpoint is not None:
         model = model_from_checkpoint(checkpoint)
         chosen = None if heads_arg is None else [h.split(":")[0].strip() for h in heads_arg.split(",")]
     else:
         heads = parse_heads(heads_arg)
-        model = create_model(args.model, heads=heads, head_mode=getattr(args, "head_mode", "decoder"))
+        model = create_model(model_name, heads=heads, head_mode=getattr(args, "head_mode", "decoder"))
         chosen = None
-    return export_report(
+    report = export_report(
         args.onnx, model, chosen, size,
         dynamic=not getattr(args, "static", False), legacy=getattr(args, "legacy", False),
         opset=getattr(args, "opset", DEFAULT_OPSET), dtype=getattr(args, "dtype", "fp32"),
         quant_format=getattr(args, "quant_format", "qdq"), calib_images=getattr(args, "calib_images", None),
         calib_count=getattr(args, "calib_count", 8), threads=getattr(args, "threads", None),
     )  # fmt: skip
+    return f"{chosen_note}\n{report}" if chosen_note else report
+
+
+#: What ``multiseg export`` exports with neither ``--model`` nor ``--checkpoint`` and no run to take.
+DEFAULT_EXPORT_MODEL = "erfnet"
+
+
+def default_export_source() -> tuple[Path | None, str]:
+    """``multiseg export`` without ``--model`` or ``--checkpoint``: the newest run's checkpoint, or nothing.
+
+    Looks in the default run folders (relative to the current folder): ``runs/demo``, where
+    ``multiseg train`` without a config writes, and ``runs/train``, TrainConfig's ``out_dir``. The run
+    whose newest checkpoint is the newest gives its ``best.pt`` (else ``last.pt``); with no run there,
+    None: :data:`DEFAULT_EXPORT_MODEL` with random weights. The second value says which, in one line.
+    """
+    from multiseg.train.config import TrainConfig, demo_overrides
+
+    folders = [Path(str(demo_overrides()["out_dir"])), Path(TrainConfig().out_dir)]
+    found = [c for folder in folders for c in folder.glob("*/*.pt") if c.name in ("best.pt", "last.pt")]
+    if not found:
+        where = " or ".join(str(f) for f in folders)
+        return None, (
+            f"export: no --model or --checkpoint, and no run under {where}: "
+            f"{DEFAULT_EXPORT_MODEL} (the default model) with random weights"
+        )
+    newest = max(found, key=lambda c: c.stat().st_mtime).parent
+    ckpt = newest / "best.pt" if (newest / "best.pt").is_file() else newest / "last.pt"
+    return ckpt, f"export: no --model or --checkpoint: the newest run's {ckpt.stem} checkpoint, {ckpt}"

@@ -56,7 +56,7 @@ from multiseg.evaluate.upsample import upsample_argmax
 from multiseg.labels import CITYSCAPES_CLASSES, CITYSCAPES_NUM_CLASSES, vistas_to_cityscapes_lut
 from multiseg.metrics import ConfusionMatrix, sign_scores
 from multiseg.models import MultiHeadSegmenter, inference_model, model_from_checkpoint
-from multiseg.train.checkpoint import load_checkpoint
+from multiseg.train.checkpoint import describe_progress, load_checkpoint
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import ValSet, build_val_sets, fit_size, gtsdb_offline_policy
 
@@ -391,9 +391,12 @@ def run_eval(path: Path, opts: EvalOptions, out: Path | None) -> str:
         "seconds": round(seconds, 2), "skipped_files": sorted(skipped.counts),
         "tta": None if opts.tta is None else {"scales": list(opts.tta.scales), "flip": opts.tta.flip},
     }  # fmt: skip
+    progress, epoch = describe_progress(load_checkpoint(ckpt))
+    meta["checkpoint_epoch"] = epoch
     write_report(results, meta, out, resolution)
     files = "eval.json, eval.csv, iou_*.png, confusion_*.png"
-    report = f"{format_table(results, resolution)}\nevaluated in {seconds:.1f} s\nreport: {out} ({files})"
+    report = f"scored {ckpt}: {progress}\n{format_table(results, resolution)}"
+    report += f"\nevaluated in {seconds:.1f} s\nreport: {out} ({files})"
     return f"{report}\n{skipped.report()}" if skipped.counts else report
 
 

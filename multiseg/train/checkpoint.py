@@ -8,6 +8,7 @@ tensors and plain Python containers, so they load with ``torch.load(weights_only
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,28 @@ def _as_tuple(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_as_tuple(v) for v in value)
     return value
+
+
+def describe_progress(blob: Mapping[str, Any]) -> tuple[str, int | None]:
+    """Which kind of ``multiseg train`` checkpoint ``blob`` is and how far training had got, in words, and
+    the epoch (1-based) whose weights it holds; ``("no training state in it: epoch unknown", None)`` for
+    a checkpoint without one (an export, a hand-made file).
+
+    ``best.pt`` is written at the validation that set the best mean mIoU, before the epoch counter moves
+    on (its ``state.epoch`` is that epoch's 0-based index and its step that epoch's last); ``last.pt`` at
+    every epoch's end (step 0 of the next) and on an interruption (mid-epoch). The content tells them
+    apart, so a renamed file is still described right.
+    """
+    state, early = blob.get("state"), blob.get("early_stopping") or {}
+    if not isinstance(state, Mapping):
+        return "no training state in it: epoch unknown", None
+    epochs = (blob.get("config") or {}).get("epochs")
+    of = f" of {epochs}" if epochs else ""
+    done, step, best = int(state["epoch"]), int(state["step_in_epoch"]), int(early.get("best_epoch", -1))
+    if best == done + 1 and step > 0:
+        score = early.get("best", float("nan"))
+        return f"the best checkpoint (best mean validation mIoU, {score:.4f}), after epoch {best}{of}", best
+    best_note = f"; the best validation was epoch {best}" if best > 0 else ""
+    if step:
+        return f"the last checkpoint, in epoch {done + 1}{of} after {step} of its steps{best_note}", done
+    return f"the last checkpoint, after epoch {done}{of}{best_note}", done

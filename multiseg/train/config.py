@@ -21,67 +21,123 @@ class TrainConfig:
     """
 
     # -- data ------------------------------------------------------------------------------------
+    #: the datasets the run mixes, one head each: cityscapes, gtsdb, vistas, lanes (Vistas' lane markings)
     datasets: list[str] = field(default_factory=lambda: ["cityscapes", "gtsdb", "vistas"])
-    data_root: Path | None = None  # None: the demo world, generated on first use into the cache folder
-    demo_size: Literal["small", "medium"] = "small"  # which demo world data_root: null means (medium: 3x)
+    #: folder with cityscapes/, gtsdb/, vistas/ in their official layouts; null: the demo world
+    data_root: Path | None = None
+    #: the demo world used where data_root is null: small, or medium (3x the frames)
+    demo_size: Literal["small", "medium"] = "small"
+    #: Cityscapes' own root (leftImg8bit/, gtFine/ inside); null: data_root/cityscapes
     cityscapes_root: Path | None = None
+    #: GTSDB's own root (FullIJCNN2013/ inside); null: data_root/gtsdb
     gtsdb_root: Path | None = None
+    #: Mapillary Vistas' own root (config.json inside); null: data_root/vistas
     vistas_root: Path | None = None
+    #: Vistas label version (1.2: 66 classes)
     vistas_version: Literal["1.2", "2.0"] = "1.2"
-    train_split_fraction: float | None = None  # GTSDB: None = official 600/300 split (demo: from its marker)
-    resize_width: int = 1024  # the paper's rule: scale so the image fits 1024 wide / 512 high
+    #: GTSDB: share of the frames to train on; null: the official 600/300 split (demo: from its marker)
+    train_split_fraction: float | None = None
+    #: images are scaled to fit resize_width x resize_height, aspect kept (the paper: 1024 x 512)
+    resize_width: int = 1024
+    #: see resize_width
     resize_height: int = 512
-    dataset_resize: dict[str, list[int]] = field(default_factory=dict)  # per dataset [width, height]
+    #: per-dataset [width, height] that replace resize_width/height, e.g. {gtsdb: [384, 192]}
+    dataset_resize: dict[str, list[int]] = field(default_factory=dict)
+    #: training augmentation: smallest random rescale factor
     scale_min: float = 0.5
+    #: training augmentation: largest random rescale factor
     scale_max: float = 2.0
+    #: training crop height in pixels
     crop_height: int = 512
+    #: training crop width in pixels
     crop_width: int = 1024
+    #: random horizontal flips in training (mirror-twin classes such as turn left/right swap)
     flip: bool = True
-    box_crop_prob: float = 0.0  # box datasets (GTSDB): chance of a crop around one of the sample's boxes
+    #: box datasets (GTSDB): chance of a crop around one of the sample's boxes
+    box_crop_prob: float = 0.0
+    #: GTSDB pixel targets: merge (boxes with the Cityscapes head's sign pixels, the paper), box, shape
     gtsdb_target: Literal["merge", "box", "shape"] = "merge"
+    #: merge: the target inside a box the Cityscapes head barely covers (below gtsdb_min_coverage)
     gtsdb_fallback: Literal["shape", "box"] = "shape"
+    #: GTSDB: pixels within this many px of a box or shape outline are ignored (outlines are approximate)
     gtsdb_ignore_ring: int = 0
+    #: merge: box pixels the Cityscapes head does not call a sign are background, or ignored
     gtsdb_inbox_nonsign: Literal["background", "ignore"] = "background"
+    #: merge: the Cityscapes head's sign coverage of a box below which gtsdb_fallback is used instead
     gtsdb_min_coverage: float = 0.2
+    #: lanes: the "other" class is trained (left out of mIoU), or ignored
     lanes_other: Literal["train", "ignore"] = "train"
+    #: batch mixing: replicate (every dataset equally often), none (by size), weighted (balance_weights)
     balance: Literal["replicate", "none", "weighted"] = "replicate"
-    balance_weights: dict[str, float] = field(default_factory=dict)  # weighted: share of samples per dataset
+    #: balance: weighted: each dataset's share of the samples, e.g. {cityscapes: 1, gtsdb: 2, vistas: 1}
+    balance_weights: dict[str, float] = field(default_factory=dict)
+    #: DataLoader worker processes
     workers: int = 2
-    skip_bad: bool = False  # corrupt/truncated files: skip with a warning, count, report (else: error)
-    val_max_samples: int | None = None  # cap per dataset, for quick validation on large sets
+    #: corrupt or truncated files: skip with a warning, count, report (false: stop with an error)
+    skip_bad: bool = False
+    #: validate on at most this many images per dataset (null: all)
+    val_max_samples: int | None = None
 
     # -- model -----------------------------------------------------------------------------------
+    #: the network: enet, erfnet, espnet, edanet, gunet, igumnet (see multiseg models)
     model: str = "erfnet"
+    #: decoder: a decoder per dataset; last_conv: one shared decoder, a last conv per dataset
     head_mode: Literal["decoder", "last_conv"] = "decoder"
+    #: encoder weights to start from (multiseg pretrain's encoder.pt); null: random
     encoder_weights: Path | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # architecture options, e.g. {dropout: 0.0}
-    freeze_bn: bool = False  # BatchNorm uses its running statistics and does not update them
+    #: architecture options, e.g. {dropout_64: 0.0} (the demo run turns ERFNet's dropout off)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: BatchNorm uses its running statistics and does not update them
+    freeze_bn: bool = False
 
     # -- optimisation ----------------------------------------------------------------------------
+    #: Adam learning rate (the network's decays by the poly rule, the loss weights' stays)
     lr: float = 5e-4
+    #: Adam weight decay of the network (none on the loss weights)
     weight_decay: float = 1e-4
+    #: samples per step over all processes (divisible by their number under torchrun)
     batch_size: int = 6
-    epochs: int = 150  # counted in epochs of ``reference_dataset``, whatever else is mixed in
+    #: the budget, in epochs of reference_dataset, whatever else is mixed in
+    epochs: int = 150
+    #: the dataset whose epochs count: each epoch draws every one of its samples once
     reference_dataset: str = "cityscapes"
+    #: exponent of the poly learning-rate decay (stepped per epoch)
     poly_power: float = 0.9
+    #: standard: (1 - e/E)^p; paper: 1 - (e/E)^p, as printed in the paper
     poly_form: Literal["standard", "paper"] = "standard"
-    class_weighted_heads: list[str] = field(default_factory=list)  # ENet weights 1/ln(1.02+p), e.g. [gtsdb]
+    #: heads trained with ENet class weights 1/ln(1.02+p), e.g. [gtsdb]
+    class_weighted_heads: list[str] = field(default_factory=list)
+    #: learned: one uncertainty weight per head (Kendall et al.); fixed: loss_weights
     loss_weighting: Literal["learned", "fixed"] = "learned"
-    loss_weights: dict[str, float] = field(default_factory=dict)  # for ``fixed``; default 1 per head
+    #: fixed: each head's loss weight, e.g. {gtsdb: 2}; default 1 per head
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    #: learned: each head's initial log-variance s (its weight is exp(-s))
     log_var_init: float = 0.0
+    #: learned: lower clamp of s, so an easy head's weight stays at most exp(-log_var_min)
     log_var_min: float = -4.0
+    #: learned: upper clamp of s, so a hard head's weight stays at least exp(-log_var_max)
     log_var_max: float = 6.0
-    patience: int = 20  # early stopping on mean validation mIoU; 0 disables
+    #: early stopping: validations without a better mean mIoU before the run stops; 0: never
+    patience: int = 20
+    #: validate every this many epochs (and after the last)
     val_every: int = 1
 
     # -- execution -------------------------------------------------------------------------------
+    #: seed of every random choice: initial weights, data order, augmentation
     seed: int = 0
+    #: auto: cuda where torch sees a GPU, else cpu
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["none", "bf16", "fp16", "auto"] = "none"  # auto: bf16 where the device has it natively
+    #: mixed precision; auto: bf16 where the device computes it natively
+    amp: Literal["none", "bf16", "fp16", "auto"] = "none"
+    #: channels_last memory layout (where the model's CPU bf16 gradients allow it)
     channels_last: bool = False
+    #: torch.compile the network and its losses
     compile: bool = False
+    #: torchrun on GPUs: BatchNorm statistics over all processes
     sync_bn: bool = False
-    threads: int | None = None  # torch intra-op threads; None: torch's default
+    #: torch intra-op threads; null: torch's default
+    threads: int | None = None
+    #: new runs go to out_dir/<time>-<model>
     out_dir: Path = Path("runs/train")
 
     def __post_init__(self) -> None:

@@ -41,6 +41,7 @@ from multiseg.train.distributed import DistInfo, broadcast_flag, init_distribute
 from multiseg.train.early_stopping import EarlyStopping
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.metrics_log import MetricsLog
+from multiseg.train.progress import RunClock, validates, validation_line
 from multiseg.train.schedule import poly_factor
 from multiseg.train.step import StepOutput, compute_losses, enet_class_weights
 from multiseg.train.summary import TrainSummary
@@ -167,8 +168,10 @@ class Trainer:
         self.early = EarlyStopping(cfg.patience)
         self.state = TrainState()
         self.log = MetricsLog(self.run_dir, tensorboard=self.info.is_main) if self.info.is_main else None
+        self.resumed = resume
         if resume:
             self._load(self.run_dir / "last.pt")
+        self.clock = RunClock(cfg.epochs, self.steps_per_epoch, cfg.val_every)
 
     # -- construction helpers ------------------------------------------------------------------
 
@@ -332,6 +335,8 @@ class Trainer:
         if self.info.is_main:
             save_config(self.cfg, self.run_dir / "config.yaml")
             print(self._banner(), flush=True)
+            if self.resumed:
+                print(self._resume_line(), flush=True)
         stream = self._batches()
         final: dict[str, float] = {}
         stopped = False
@@ -362,6 +367,8 @@ class Trainer:
             stopped_early=stopped,
             seconds=time.time() - start,
             skipped=self._skipped_report(),
+            classes={vs.name: len(vs.dataset.eval_classes) or vs.dataset.num_classes for vs in self.val_sets},
+            is_main=self.info.is_main,
         )
 
     def _skipped_report(self) -> str:
@@ -390,6 +397,15 @@ class Trainer:
             f"run folder {self.run_dir}"
         )
 
+    def _resume_line(self) -> str:
+        """Where a resumed run picks up: the epoch and step of ``last.pt``, and the best score so far."""
+        s = self.state
+        best = f"; best mean mIoU so far {self.early.best:.4f} at epoch {self.early.best_epoch}"
+        return (
+            f"multiseg: resumed from epoch {s.epoch + 1}, step {s.step_in_epoch} of {self.steps_per_epoch} "
+            f"({s.global_step} steps done{best if self.early.best_epoch > 0 else ''})"
+        )
+
     def _run_epoch(self, stream: Iterator[dict[str, Any]]) -> dict[str, float]:
         epoch = self.state.epoch
         lr = self._set_lr(epoch)
@@ -405,23 +421,31 @@ class Trainer:
             disable=not self.info.is_main,
             dynamic_ncols=True,
         ) as bar:
+            self.clock.start_epoch()
             while self.state.step_in_epoch < self.steps_per_epoch:
                 out = self._train_step(next(stream))
                 self._accumulate(out)
                 self.state.step_in_epoch += 1
                 self.state.global_step += 1
+                self.clock.step_done()
                 bar.update(1)
                 if "total" in out.losses:
-                    bar.set_postfix(loss=f"{float(out.losses['total']):.3f}", lr=f"{lr:.2e}")
+                    left = self.clock.left_text(epoch, self.state.step_in_epoch)
+                    bar.set_postfix(loss=f"{float(out.losses['total']):.3f}", lr=f"{lr:.2e}", run_left=left)
         row = {"lr": lr, **self._epoch_stats()}
-        if (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 == self.cfg.epochs:
-            net, info = self.module.net, self.info
+        if validates(epoch + 1, self.cfg.epochs, self.cfg.val_every):
+            net, info, started = self.module.net, self.info, time.perf_counter()
             row.update(validate(net, self.val_sets, self.cfg, self.device, info, self.skipped))
+            self.clock.validation_done(time.perf_counter() - started)
             miou = [v for k, v in row.items() if k.startswith("miou/") and not math.isnan(v)]
             score = sum(miou) / len(miou) if miou else float("nan")
             row["miou/mean"] = score
             if self.early.step(score, epoch + 1):
                 self._save("best.pt")
+            if self.info.is_main:
+                left = self.clock.left_text(epoch + 1, 0) if epoch + 1 < self.cfg.epochs else None
+                best = (self.early.best, self.early.best_epoch)
+                print(validation_line(epoch + 1, self.cfg.epochs, row, best, left), flush=True)
         if self.log is not None:
             self.log.log(epoch + 1, row)
         self.state.epoch += 1

@@ -215,7 +215,10 @@ class Pretrainer:
 
     def __init__(self, cfg: PretrainConfig, run_dir: Path) -> None:
         if cfg.data is None:
-            raise MultisegError("pretrain: no data folder given (--data DIR, class per subfolder)")
+            raise MultisegError(
+                "pretrain: no data folder given: --data DIR (one subfolder per class), "
+                "or --demo DIR to write a demo-world classification set there first and use it"
+            )
         self.cfg, self.run_dir = cfg, Path(run_dir)
         use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         if use_cuda and not torch.cuda.is_available():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from multiseg.config import config_differences, load_config
@@ -10,6 +12,28 @@ from multiseg.errors import MultisegError
 from multiseg.train.config import TrainConfig, demo_config
 from multiseg.train.engine import Trainer
 from multiseg.train.summary import TrainSummary
+
+
+def data_overrides(items: Sequence[str]) -> list[str]:
+    """``--data ROOT`` and ``--data NAME=PATH`` (as in ``multiseg eval``) as ``--set`` items.
+
+    ROOT sets ``data_root`` and clears the per-dataset roots; NAME=PATH sets that dataset's root
+    (``lanes`` is read from the Vistas root). Values are JSON-quoted so any path reads back as itself.
+    """
+    out: list[str] = []
+    for item in sorted(items, key=lambda i: "=" in i):  # a ROOT first: it clears the per-dataset roots
+        name, sep, value = item.partition("=")
+        if not sep:
+            out.append(f"data_root={json.dumps(item)}")
+            out += [f"{key}_root=null" for key in ("cityscapes", "gtsdb", "vistas")]
+            continue
+        key = {"lanes": "vistas"}.get(name.strip(), name.strip())
+        if key not in ("cityscapes", "gtsdb", "vistas") or not value:
+            raise MultisegError(
+                f"--data {item}: expected ROOT or NAME=PATH with NAME one of cityscapes, gtsdb, vistas, lanes"
+            )
+        out.append(f"{key}_root={json.dumps(value)}")
+    return out
 
 
 def resolve_run(
