@@ -23,7 +23,7 @@ class TrainConfig:
     # -- data ------------------------------------------------------------------------------------
     datasets: list[str] = field(default_factory=lambda: ["cityscapes", "gtsdb", "vistas"])
     data_root: Path | None = None  # None: the demo world, generated on first use into the cache folder
-    demo_size: Literal["small", "medium"] = "small"  # which demo world data_root: null means (medium: 3x)
+    demo_size: Literal["small", "medium", "full"] = "small"  # the demo world data_root: null means
     cityscapes_root: Path | None = None
     gtsdb_root: Path | None = None
     vistas_root: Path | None = None
