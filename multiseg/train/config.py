@@ -62,6 +62,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     batch_size: int = 6
     epochs: int = 150  # counted in epochs of ``reference_dataset``, whatever else is mixed in
+    max_steps: int | None = None  # smoke runs: at most this many optimizer steps per epoch; None: all
     reference_dataset: str = "cityscapes"
     poly_power: float = 0.9
     poly_form: Literal["standard", "paper"] = "standard"
@@ -100,6 +101,8 @@ class TrainConfig:
             raise ValueError(
                 f"reference_dataset {self.reference_dataset!r} is not in datasets {self.datasets}"
             )
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1 (or null: whole epochs)")
         for name in ("batch_size", "epochs", "crop_height", "crop_width", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
