@@ -221,11 +221,13 @@ class Trainer:
         return [self.cfg.balance_weights[name] for name in self.names]
 
     def _steps_per_epoch(self, sizes: list[int]) -> int:
-        """Steps that draw every sample of the reference dataset once (see module docstring)."""
+        """Steps that draw every sample of the reference dataset once (see module docstring), at most
+        ``max_steps``."""
         counts = samples_per_dataset(sizes, self.cfg.balance, self._balance_weights())
         ref = self.names.index(self.cfg.reference_dataset)
         samples = sum(counts) * sizes[ref] / counts[ref]
-        return max(1, math.ceil(samples / self.cfg.batch_size))
+        steps = max(1, math.ceil(samples / self.cfg.batch_size))
+        return steps if self.cfg.max_steps is None else min(steps, self.cfg.max_steps)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
