@@ -52,7 +52,8 @@ class TrainConfig:
 
     # -- model -----------------------------------------------------------------------------------
     model: str = "erfnet"
-    head_mode: Literal["decoder", "last_conv"] = "decoder"
+    head_mode: Literal["decoder", "last_conv", "universal"] = "decoder"
+    taxonomy: Path | None = None  # head_mode universal: a taxonomy YAML; None = multiseg/data/taxonomy.yaml
     encoder_weights: Path | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # architecture options, e.g. {dropout: 0.0}
     freeze_bn: bool = False  # BatchNorm uses its running statistics and does not update them
