@@ -267,3 +267,21 @@ def test_training_with_a_broken_taxonomy_fails_in_one_line(tiny_root: Path, tmp_
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and str(broken) in res.stderr and "sidewalk" in res.stderr
     assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_study_renders_the_head_mode_table_and_figure_only_with_a_universal_cell(tmp_path: Path) -> None:
+    from multiseg.experiments.heads import FIGURE_FILE, TABLE_FILE, render_head_modes
+
+    rows = [
+        {"model": m, "setting": "CS+GTSDB+MV", "head_mode": mode, "pretrained": False, "epochs": 8,
+         "miou/cityscapes": 0.3, "miou/gtsdb": 0.0, "miou/vistas": 0.2, "miou/mean": 0.17,
+         "params": 2_000_000, "fps": 40.0}
+        for m in ("erfnet", "enet") for mode in ("decoder", "universal")
+    ]  # fmt: skip
+    assert render_head_modes(rows[::2], tmp_path, "CPU") == []  # no universal cell: nothing
+    assert [p.name for p in render_head_modes(rows, tmp_path, "CPU")] == [TABLE_FILE, FIGURE_FILE]
+    table = (tmp_path / TABLE_FILE).read_text().splitlines()
+    assert table[0] == "| Model | Training sets | Head | CS | GTSDB | MV | Mean | Params (M) | FPS |"
+    assert table[2].startswith("| ENet | CS+GTSDB+MV | multi-head | 30.0 | 0.0 | 20.0 | 17.0 | 2.00 | 40.0 |")
+    assert table[3].startswith("| ENet | CS+GTSDB+MV | universal |")
+    assert cv2.imread(str(tmp_path / FIGURE_FILE)).shape[1] > 800
