@@ -234,7 +234,9 @@ def render_outputs(
     for name, text in files.items():
         atomic_write_text(out_dir / name, text)
         written.append(out_dir / name)
-    return written + render_figures(rows, out_dir, device)
+    from multiseg.experiments.heads import render_head_modes
+
+    return written + render_figures(rows, out_dir, device) + render_head_modes(rows, out_dir, device)
 
 
 def run_grid(grid: Grid, out_dir: Path, published_path: Path | None = None) -> StudyOutputs:

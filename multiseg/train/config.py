@@ -81,8 +81,11 @@ class TrainConfig:
     # -- model -----------------------------------------------------------------------------------
     #: the network: enet, erfnet, espnet, edanet, gunet, igumnet (see multiseg models)
     model: str = "erfnet"
-    #: decoder: a decoder per dataset; last_conv: one shared decoder, a last conv per dataset
-    head_mode: Literal["decoder", "last_conv"] = "decoder"
+    #: decoder: a decoder per dataset; last_conv: one shared decoder, a last conv per dataset;
+    #: universal: one head over the universal taxonomy's classes, trained with partial labels (NLL+)
+    head_mode: Literal["decoder", "last_conv", "universal"] = "decoder"
+    #: head_mode universal: the taxonomy YAML; null: multiseg/data/taxonomy.yaml
+    taxonomy: Path | None = None
     #: encoder weights to start from (multiseg pretrain's encoder.pt); null: random
     encoder_weights: Path | None = None
     #: architecture options, e.g. {dropout_64: 0.0} (the demo run turns ERFNet's dropout off)

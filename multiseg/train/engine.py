@@ -30,6 +30,7 @@ from tqdm import tqdm
 from multiseg.config import config_to_dict, save_config
 from multiseg.data.pipeline import SkippedFiles, build_train_loader
 from multiseg.data.sampler import samples_per_dataset
+from multiseg.data.taxonomy import load_taxonomy, restrict
 from multiseg.errors import MultisegError
 from multiseg.models import create_model
 from multiseg.train.box_targets import BoxTargetOptions
@@ -118,6 +119,7 @@ class Trainer:
             head_mode=cfg.head_mode,
             encoder_weights=cfg.encoder_weights,
             pad_to_stride=True,  # validation frames keep their aspect ratio, so sizes vary
+            taxonomy=self._taxonomy(),
             **cfg.model_kwargs,
         )
         self.box_opts = BoxTargetOptions(
@@ -174,6 +176,13 @@ class Trainer:
         self.clock = RunClock(cfg.epochs, self.steps_per_epoch, cfg.val_every)
 
     # -- construction helpers ------------------------------------------------------------------
+
+    def _taxonomy(self) -> dict[str, Any] | None:
+        """``head_mode: universal``: the taxonomy file restricted to this run's heads, else None."""
+        if self.cfg.head_mode != "universal":
+            return None
+        heads = {d.name: d.num_classes for d in self.train_sets}
+        return restrict(load_taxonomy(self.cfg.taxonomy), heads).to_dict()
 
     def _weighting(self) -> nn.Module:
         if self.cfg.loss_weighting == "learned":
