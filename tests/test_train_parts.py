@@ -224,6 +224,11 @@ def test_summary_says_in_plain_words_what_each_head_reached(tmp_path: Path) -> N
     assert "finds the signs with 61 % overlap" in gtsdb and "98 % the right category (chance 25 %)" in gtsdb
     assert "names 1.5 % right (chance 2.3 %)" in gtsdb and "mIoU over the 43 signs 0.4 %" in gtsdb
     assert vistas.startswith("vistas head: no score")
+    blind = {"miou/gtsdb": 0.0, "sign_iou/gtsdb": 0.0, "sign_category_accuracy/gtsdb": math.nan}
+    assert head_sentences(blind | {"sign_accuracy/gtsdb": math.nan}, {}) == [
+        "gtsdb head: finds no sign yet (sign IoU 0.0 %: none of its sign pixels is on a true sign); "
+        "mIoU over the 43 signs 0.0 %"
+    ]
     table = TrainSummary(tmp_path, 72, 72, 0.19, final, False, 1.0, classes={"cityscapes": 19}).table()
     assert table.splitlines()[-4:] == [
         "what each head reached at the last validation (epoch 72):",

@@ -78,6 +78,11 @@ def _sign_sentence(head: str, scores: Mapping[str, float]) -> str:
     category = scores.get(f"sign_category_accuracy/{head}", math.nan)
     named = scores.get(f"sign_accuracy/{head}", math.nan)
     miou = scores.get(f"miou_true/{head}", scores[f"miou/{head}"])
+    if math.isnan(category) or math.isnan(named):  # no true sign pixel was predicted as a sign
+        return (
+            f"{head} head: finds no sign yet (sign IoU {_pct(found)}: none of its sign pixels is on a true "
+            f"sign); mIoU over the {GTSDB_NUM_CLASSES} signs {_pct(miou)}"
+        )
     return (
         f"{head} head: finds the signs with {_pct(found)} overlap between its sign pixels and the true ones "
         f"(sign IoU); of the sign pixels it finds, it gives {_pct(category)} the right category "
