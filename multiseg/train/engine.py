@@ -34,6 +34,7 @@ from multiseg.errors import MultisegError
 from multiseg.models import create_model
 from multiseg.train.box_targets import BoxTargetOptions
 from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from multiseg.train.class_weights import class_weights
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import build_train_datasets, build_val_sets, check_data_present
 from multiseg.train.device import autocast_dtype, cpu_bf16, resolve_device, to_device
@@ -42,7 +43,7 @@ from multiseg.train.early_stopping import EarlyStopping
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.schedule import poly_factor
-from multiseg.train.step import StepOutput, compute_losses, enet_class_weights
+from multiseg.train.step import StepOutput, compute_losses
 from multiseg.train.summary import TrainSummary
 from multiseg.train.validate import validate
 
@@ -125,7 +126,11 @@ class Trainer:
             min_coverage=cfg.gtsdb_min_coverage,
         )
         self.module = JointModule(
-            self.net, self._weighting(), self.names, self.box_opts, self._class_weights()
+            self.net,
+            self._weighting(),
+            self.names,
+            self.box_opts,
+            class_weights(self.train_sets, cfg.class_weighted_heads, self.skipped, self.info.is_main),
         ).to(self.device)
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.channels_last = cfg.channels_last and (
@@ -181,23 +186,6 @@ class Trainer:
             return FixedWeighting(self.names, self.cfg.loss_weights)
         except ValueError as err:
             raise MultisegError(f"config key 'loss_weights': {err}") from None
-
-    def _class_weights(self) -> dict[str, torch.Tensor]:
-        """ENet class weights for the heads named in ``class_weighted_heads``, from their training targets."""
-        unknown = set(self.cfg.class_weighted_heads) - set(self.names)
-        if unknown:
-            raise MultisegError(f"config key 'class_weighted_heads': {sorted(unknown)} are not in datasets")
-        weights = {}
-        for ds in self.train_sets:
-            if ds.name in self.cfg.class_weighted_heads:
-                counts = torch.zeros(ds.num_classes, dtype=torch.float64)
-                for i in tqdm(
-                    range(len(ds)), desc=f"class frequencies ({ds.name})", disable=not self.info.is_main
-                ):
-                    label = torch.from_numpy(ds.finish(ds.load(i)).label).long().flatten()
-                    counts += torch.bincount(label[label < ds.num_classes], minlength=ds.num_classes).double()
-                weights[ds.name] = enet_class_weights(counts)
-        return weights
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """Adam on the network (with weight decay) and on the log-variances (without, at constant LR).
