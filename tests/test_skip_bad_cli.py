@@ -44,7 +44,7 @@ def test_train_and_eval_skip_bad(tmp_path: Path) -> None:
     stop = _multiseg("train", str(config))
     assert stop.returncode == 2
     errors = [line for line in stop.stderr.splitlines() if "error" in line]
-    assert errors == [f"multiseg train: error: {train[2]}: truncated PNG (no IEND chunk)"]
+    assert errors == [f"multiseg train: error: {val[1]}: truncated PNG (no IEND chunk)"]  # checked first
 
     res = _multiseg("train", str(config), "--skip-bad")
     assert res.returncode == 0, res.stderr

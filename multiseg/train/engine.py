@@ -45,7 +45,7 @@ from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.schedule import poly_factor
 from multiseg.train.step import StepOutput, compute_losses
 from multiseg.train.summary import TrainSummary
-from multiseg.train.validate import validate
+from multiseg.train.validate import check_val_files, validate
 
 
 class TrainingDiverged(MultisegError):
@@ -111,6 +111,7 @@ class Trainer:
         self.train_sets = build_train_datasets(cfg)
         self.val_sets = build_val_sets(cfg)
         self.skipped = SkippedFiles()  # corrupt files skipped under skip_bad, reported at the end
+        check_val_files(self.val_sets, cfg, self.info, self.skipped, self.info.is_main)
         self.names = [d.name for d in self.train_sets]
         self.net = create_model(
             cfg.model,
