@@ -17,6 +17,7 @@ Batch contract (what :func:`collate` returns, for the training engine):
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,6 +175,16 @@ def build_dataset(
     raise MultisegError(f"unknown dataset kind {kind!r}; expected one of {DATASET_KINDS}")
 
 
+def ignore_sigterm(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a worker leaves SIGTERM to the main process.
+
+    SLURM signals every process of a job step; a worker killed by it would make the main process fail
+    with "DataLoader worker exited unexpectedly" before it can write its checkpoint. The main process
+    ends its workers itself when it stops.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_train_loader(
     datasets: Sequence[SegDataset],
     batch_size: int,
@@ -215,6 +226,7 @@ def build_train_loader(
         collate_fn=collate,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        worker_init_fn=ignore_sigterm,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )
     return loader, sampler, multi
@@ -228,4 +240,5 @@ def build_eval_loader(dataset: SegDataset, *, num_workers: int = 1) -> DataLoade
         shuffle=False,
         num_workers=num_workers,
         collate_fn=collate,
+        worker_init_fn=ignore_sigterm,
     )

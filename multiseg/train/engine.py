@@ -5,7 +5,9 @@ takes the sampler to draw every sample of the reference dataset once, whatever e
 sampler's own passes run on continuously underneath, so the budget does not depend on the other
 datasets' sizes.
 
-Exact resume: ``last.pt`` is written atomically at every epoch end and on Ctrl-C, and holds the model,
+Exact resume: ``last.pt`` is written atomically at every epoch end, on Ctrl-C and on SIGTERM (between
+two steps, :mod:`multiseg.train.signals`; exit 143), and ``best.pt`` holds the same epoch-end state when
+the epoch improved, written just before ``last.pt``. ``last.pt`` holds the model,
 optimiser, AMP scaler, loss weights, sampler position, every RNG state, the early-stopping state, the
 running epoch statistics and the step. Augmentation randomness is a pure function of the sampler's
 per-sample seeds, so a run killed at any moment and resumed from ``last.pt`` ends with the same
@@ -30,10 +32,16 @@ from tqdm import tqdm
 from multiseg.config import config_to_dict, save_config
 from multiseg.data.pipeline import SkippedFiles, build_train_loader
 from multiseg.data.sampler import samples_per_dataset
-from multiseg.errors import MultisegError
+from multiseg.errors import MultisegError, Terminated
 from multiseg.models import create_model
 from multiseg.train.box_targets import BoxTargetOptions
-from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from multiseg.train.checkpoint import (
+    remove_stale_temporaries,
+    resume_point,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from multiseg.train.class_weights import class_weights
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import build_train_datasets, build_val_sets, check_data_present
@@ -43,6 +51,7 @@ from multiseg.train.early_stopping import EarlyStopping
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.schedule import poly_factor
+from multiseg.train.signals import GracefulStop
 from multiseg.train.step import StepOutput, compute_losses
 from multiseg.train.summary import TrainSummary
 from multiseg.train.validate import check_val_files, validate
@@ -171,10 +180,16 @@ class Trainer:
         self.loader.generator = torch.Generator().manual_seed(cfg.seed)
         self.steps_per_epoch = self._steps_per_epoch(multi.sizes)
         self.early = EarlyStopping(cfg.patience)
+        self.stop = GracefulStop(self.info, self.device)
         self.state = TrainState()
         self.log = MetricsLog(self.run_dir, tensorboard=self.info.is_main) if self.info.is_main else None
+        if self.info.is_main:
+            stale = remove_stale_temporaries(self.run_dir)
+            if stale:
+                names = ", ".join(p.name for p in stale)
+                print(f"multiseg: removed {names} (left by a run killed while writing)", flush=True)
         if resume:
-            self._load(self.run_dir / "last.pt")
+            self._load()
 
     # -- construction helpers ------------------------------------------------------------------
 
@@ -232,8 +247,9 @@ class Trainer:
         if self.info.is_main:
             save_checkpoint(self._checkpoint(), self.run_dir / name)
 
-    def _load(self, path: Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
+    def _load(self) -> None:
+        """Continue from the run folder's :func:`resume_point` (``last.pt``, or ``best.pt`` when newer)."""
+        path, ckpt = resume_point(self.run_dir, map_location=self.device)
         self.module.net.load_state_dict(ckpt["model"])
         self.module.weighting.load_state_dict(ckpt["weighting"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -243,6 +259,13 @@ class Trainer:
         set_rng_state(ckpt["rng"])
         if self.log is not None:
             self.log.truncate(self.state.epoch)  # rows are labelled 1..epochs done
+        if path.name != "last.pt" and self.info.is_main:
+            why = "is missing" if not (self.run_dir / "last.pt").is_file() else "is older"
+            print(
+                f"multiseg: last.pt {why} (the run was killed while writing it); "
+                f"resuming from {path.name}, end of epoch {self.state.epoch}",
+                flush=True,
+            )
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -325,19 +348,19 @@ class Trainer:
         final: dict[str, float] = {}
         stopped = False
         try:
-            while self.state.epoch < self.cfg.epochs:
-                final = self._run_epoch(stream)
-                if broadcast_flag(self.early.should_stop, self.info, self.device):
-                    stopped = True
-                    break
+            with self.stop:
+                while self.state.epoch < self.cfg.epochs:
+                    final = self._run_epoch(stream)
+                    if broadcast_flag(self.early.should_stop, self.info, self.device):
+                        stopped = True
+                        break
+        except Terminated:
+            self._save("last.pt")
+            raise Terminated(self._stop_line("stopped by SIGTERM")) from None
         except KeyboardInterrupt:
             self._save("last.pt")
             if self.info.is_main:
-                print(
-                    f"interrupted at epoch {self.state.epoch + 1} step {self.state.step_in_epoch}; "
-                    f"resumable checkpoint written (continue with: multiseg train --resume {self.run_dir})",
-                    file=sys.stderr,
-                )
+                print(self._stop_line("interrupted"), file=sys.stderr)
             raise
         if self.log is not None:
             self.log.plot(self.run_dir)
@@ -351,6 +374,15 @@ class Trainer:
             stopped_early=stopped,
             seconds=time.time() - start,
             skipped=self._skipped_report(),
+        )
+
+    def _stop_line(self, what: str) -> str:
+        """Where the run stopped and how to go on (rank 0; empty elsewhere, so one line is printed)."""
+        if not self.info.is_main:
+            return ""
+        return (
+            f"{what} at epoch {self.state.epoch + 1} step {self.state.step_in_epoch}; "
+            f"resumable checkpoint written (continue with: multiseg train --resume {self.run_dir})"
         )
 
     def _skipped_report(self) -> str:
@@ -395,6 +427,8 @@ class Trainer:
             dynamic_ncols=True,
         ) as bar:
             while self.state.step_in_epoch < self.steps_per_epoch:
+                if self.stop.requested():  # SIGTERM: stop between two steps (train/signals.py)
+                    raise Terminated("")
                 out = self._train_step(next(stream))
                 self._accumulate(out)
                 self.state.step_in_epoch += 1
@@ -403,18 +437,21 @@ class Trainer:
                 if "total" in out.losses:
                     bar.set_postfix(loss=f"{float(out.losses['total']):.3f}", lr=f"{lr:.2e}")
         row = {"lr": lr, **self._epoch_stats()}
+        improved = False
         if (epoch + 1) % self.cfg.val_every == 0 or epoch + 1 == self.cfg.epochs:
             net, info = self.module.net, self.info
-            row.update(validate(net, self.val_sets, self.cfg, self.device, info, self.skipped))
+            with self.stop.validation():
+                row.update(validate(net, self.val_sets, self.cfg, self.device, info, self.skipped))
             miou = [v for k, v in row.items() if k.startswith("miou/") and not math.isnan(v)]
             score = sum(miou) / len(miou) if miou else float("nan")
             row["miou/mean"] = score
-            if self.early.step(score, epoch + 1):
-                self._save("best.pt")
+            improved = self.early.step(score, epoch + 1)
         if self.log is not None:
             self.log.log(epoch + 1, row)
         self.state.epoch += 1
         self.state.step_in_epoch = 0
         self.state.running = {}
+        if improved:  # the same epoch-end state as last.pt, written first: either one resumes the run
+            self._save("best.pt")
         self._save("last.pt")
         return row
