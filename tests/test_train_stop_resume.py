@@ -86,6 +86,7 @@ def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_u
     assert done.returncode == 0, done.stderr
     assert f"multiseg: --resume auto: no run of this config in {tmp_path / 'a'}; starting one" in done.stdout
     per_epoch = (time.time() - t0) / 3
+    assert "enet on cityscapes, cpu (1 thread), fp32" in done.stdout  # not "1 threads"
     reference = _rows(_only_run_dir(tmp_path / "a"))
     assert [r["epoch"] for r in reference] == ["1", "2", "3"]
 

@@ -398,7 +398,8 @@ class Trainer:
 
     def _banner(self) -> str:
         """One line saying what runs where: model, heads, device, precision, budget, run folder."""
-        where = self.device.type if self.device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        where = "cuda" if self.device.type == "cuda" else f"cpu ({threads} thread{'s' * (threads != 1)})"
         dtype = str(self.amp_dtype).removeprefix("torch.")
         precision = "fp32" if self.amp_dtype is None else f"{dtype} autocast"
         layout = ", channels_last" if self.channels_last else ""

@@ -32,5 +32,12 @@ class TrainSummary:
         lines.append(f"{'metric':<28} {'last epoch':>10}")
         for key, value in sorted(self.final.items()):
             if key.startswith((*SCORE_PREFIXES, "weight/")):
-                lines.append(f"{key:<28} {value:>10.4f}")
+                lines.append(f"{key:<28} {_number(value):>10}")
+        if any(v != v for v in self.final.values()):  # nan
+            lines.append("-: no value (no pixel of the classes in the ground truth or the predictions)")
         return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    """Four decimals, or ``-`` for ``nan`` (a score with nothing to count)."""
+    return "-" if value != value else f"{value:.4f}"
