@@ -176,3 +176,27 @@ def test_cli_train_on_a_corrupt_png_prints_only_multiseg_s_line(tmp_path: Path) 
         f"multiseg train: error: {images[1]}: corrupt or unsupported image file "
         "(libpng error: bad adaptive filter value)"
     )
+
+
+def test_other_output_written_during_decodes_is_passed_on(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Descriptor 2 points at the capture only around each decode; another thread's writes all arrive."""
+    import threading
+
+    (image,) = write_cityscapes(tmp_path, "train", {"aachen": 1}, size=(96, 48))
+    capfd.readouterr()
+    done = threading.Event()
+
+    def progress() -> None:
+        for i in range(300):
+            os.write(2, f"\rstep {i}".encode())
+        done.set()
+
+    thread = threading.Thread(target=progress)
+    thread.start()
+    while not done.is_set():
+        read_image(image)
+    thread.join()
+    pieces = capfd.readouterr().err.split("\r")  # a write caught in a decode's window arrives just after it
+    assert pieces[0] == "" and sorted(pieces[1:]) == sorted(f"step {i}" for i in range(300))

@@ -80,7 +80,8 @@ def _same_weights(a: Path, b: Path) -> bool:
 def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_uninterrupted_run(
     cs_root: Path, tmp_path: Path
 ) -> None:
-    cfg_a = _config(tmp_path / "a.yaml", cs_root, tmp_path / "a", "epochs=3")
+    # One DataLoader worker, and SIGTERM to the whole process group, as SLURM sends it to a job step.
+    cfg_a = _config(tmp_path / "a.yaml", cs_root, tmp_path / "a", "epochs=3", "workers=1")
     t0 = time.time()
     done = _run(["train", str(cfg_a), "--resume", "auto"])  # nothing to resume: a new run
     assert done.returncode == 0, done.stderr
@@ -90,19 +91,20 @@ def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_u
     reference = _rows(_only_run_dir(tmp_path / "a"))
     assert [r["epoch"] for r in reference] == ["1", "2", "3"]
 
-    cfg_b = _config(tmp_path / "b.yaml", cs_root, tmp_path / "b", "epochs=3")
+    cfg_b = _config(tmp_path / "b.yaml", cs_root, tmp_path / "b", "epochs=3", "workers=1")
     proc = subprocess.Popen(
         [*_multiseg(), "train", str(cfg_b)],
         env=_env(),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,
     )
     deadline = time.time() + 300
     while time.time() < deadline and not list((tmp_path / "b").glob("*/last.pt")):
         time.sleep(0.05)
     time.sleep(per_epoch * 0.4)  # somewhere inside epoch 2
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     run_dir = _only_run_dir(tmp_path / "b")
@@ -150,3 +152,36 @@ def test_resume_auto_picks_the_newest_run_of_the_same_config(cs_root: Path, tmp_
     assert (run_dir, resume) == (out / "new", True)
     _, run_dir, resume = resolve_run(cfg, ["lr=0.2"], Path("auto"), force=False)
     assert not resume and run_dir.parent == out and not run_dir.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_stops_every_rank_before_the_same_step(cs_root: Path, tmp_path: Path) -> None:
+    """torchrun passes SIGTERM on to its ranks; they agree on the step, rank 0 writes last.pt and the line."""
+    from multiseg.train.distributed import find_free_port
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun
+    cfg = _config(tmp_path / "run.yaml", cs_root, tmp_path / "out", "epochs=3", "batch_size=4")
+    cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={find_free_port()}"]
+    cmd += ["-m", "multiseg.cli", "train", str(cfg)]
+    proc = subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "out").glob("*/last.pt")):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)  # a rank stopping alone would leave the other one hanging
+    lines = [line for line in err.splitlines() if line.startswith("multiseg train:")]
+    assert len(lines) == 1 and lines[0].startswith("multiseg train: stopped by SIGTERM at epoch "), err[
+        -3000:
+    ]
+    run_dir = _only_run_dir(tmp_path / "out")
+    state = torch.load(run_dir / "last.pt", weights_only=True)["state"]
+    assert 1 <= state["epoch"] < 3
+    cmd[3] = f"--master_port={find_free_port()}"
+    resumed = subprocess.run(
+        [*cmd[:4], "-m", "multiseg.cli", "train", "--resume", str(run_dir)],
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r["epoch"] for r in _rows(run_dir)] == ["1", "2", "3"]

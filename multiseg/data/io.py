@@ -94,8 +94,11 @@ def _imdecode(buffer: np.ndarray, flags: int) -> tuple[np.ndarray | None, str]:
     milliseconds of decoding a frame (about 30 ms for 2048x1024).
     """
     with _STDERR_LOCK:
-        sys.stderr.flush()
-        capture, saved = _capture_fd(), os.dup(2)
+        try:
+            sys.stderr.flush()
+            capture, saved = _capture_fd(), os.dup(2)
+        except (OSError, ValueError):  # no usable descriptor 2 (a detached daemon): nothing to capture
+            return cv2.imdecode(buffer, flags), ""
         try:
             os.dup2(capture, 2)
             try:
@@ -112,11 +115,11 @@ def _imdecode(buffer: np.ndarray, flags: int) -> tuple[np.ndarray | None, str]:
             text += chunk
         os.ftruncate(capture, 0)
         os.lseek(capture, 0, os.SEEK_SET)
-    lines = text.decode("utf-8", "replace").splitlines()
+    lines = text.decode("utf-8", "replace").splitlines(keepends=True)
     codec = [line.strip() for line in lines if line.startswith(_CODEC_PREFIXES)]
-    other = [line for line in lines if not line.startswith(_CODEC_PREFIXES)]
-    if other:
-        os.write(2, ("\n".join(other) + "\n").encode())
+    other = "".join(line for line in lines if not line.startswith(_CODEC_PREFIXES))
+    if other:  # another thread's output (a progress bar ...), passed on unchanged
+        os.write(2, other.encode())
     return arr, "; ".join(codec)
 
 

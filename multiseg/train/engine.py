@@ -281,6 +281,15 @@ class Trainer:
             self.state.sampler_batch = 0
             self.sampler.set_epoch(self.state.sampler_epoch)
 
+    def _next_batch(self, stream: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """The next batch; workers that SIGTERM ended (it reaches all of a job's processes) stop the run."""
+        try:
+            return next(stream)
+        except Exception:  # "worker exited unexpectedly", or a message cut off by the exit
+            if not self.stop.signalled:
+                raise
+            raise Terminated("") from None
+
     def _set_lr(self, epoch: int) -> float:
         factor = poly_factor(epoch, self.cfg.epochs, self.cfg.poly_power, self.cfg.poly_form)
         for group in self.optimizer.param_groups:
@@ -430,7 +439,7 @@ class Trainer:
             while self.state.step_in_epoch < self.steps_per_epoch:
                 if self.stop.requested():  # SIGTERM: stop between two steps (train/signals.py)
                     raise Terminated("")
-                out = self._train_step(next(stream))
+                out = self._train_step(self._next_batch(stream))
                 self._accumulate(out)
                 self.state.step_in_epoch += 1
                 self.state.global_step += 1

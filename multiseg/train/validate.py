@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from multiseg.data.base import SegDataset
-from multiseg.data.pipeline import SkippedFiles, collate, ignore_sigterm, normalize_on_device
+from multiseg.data.pipeline import SkippedFiles, collate, exit_on_sigterm, normalize_on_device
 from multiseg.labels import CITYSCAPES_TRAFFIC_SIGN
 from multiseg.metrics import ConfusionMatrix, sign_scores
 from multiseg.train.box_targets import BoxTargetOptions, merge_sample
@@ -52,7 +52,7 @@ def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
         collate_fn=collate,
         num_workers=workers,
         generator=torch.Generator(),  # keeps the global RNG stream untouched (exact resume)
-        worker_init_fn=ignore_sigterm,
+        worker_init_fn=exit_on_sigterm,
     )
 
 
@@ -91,7 +91,7 @@ def check_val_files(
                 collate_fn=list,
                 num_workers=cfg.workers,
                 generator=torch.Generator(),
-                worker_init_fn=ignore_sigterm,
+                worker_init_fn=exit_on_sigterm,
             )
             for paths in loader:
                 skipped.counts.update(p for p in paths if p)
