@@ -247,4 +247,3 @@ def test_a_missing_imagecodecs_falls_back_to_opencv(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(37, 53, 3) (37, 53, 3)"
-

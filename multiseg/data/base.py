@@ -102,20 +102,28 @@ class SegDataset(Dataset):
         """Per-box category and shape indices; dense datasets have no boxes."""
         return np.zeros(classes.size, np.int64), np.zeros(classes.size, np.int64)
 
+    def load_or_skip(self, index: int) -> Sample | None:
+        """:meth:`load` through the skip path: ``None`` for a corrupt sample under ``skip_bad`` (warned
+        about and kept in ``bad_paths``), a one-line :class:`FileError` without it."""
+        try:
+            return self.load(index)
+        except MultisegError as exc:
+            if not self.skip_bad:
+                # FileError stays one line when a DataLoader worker re-raises it in the main process
+                raise exc if isinstance(exc, FileError) else FileError(str(exc)) from None
+            warnings.warn(f"skipping bad sample: {exc}", stacklevel=3)
+            self.bad_paths.append(str(self.records[index].image))
+            return None
+
     def _load_good(self, index: int) -> tuple[int, Sample, list[str]]:
         """Load ``index``, or with ``skip_bad`` the next loadable sample, with the paths skipped."""
         skipped: list[str] = []
         for step in range(len(self.records)):
             i = (index + step) % len(self.records)
-            try:
-                return i, self.load(i), skipped
-            except MultisegError as exc:
-                if not self.skip_bad:
-                    # FileError stays one line when a DataLoader worker re-raises it in the main process
-                    raise exc if isinstance(exc, FileError) else FileError(str(exc)) from None
-                warnings.warn(f"skipping bad sample: {exc}", stacklevel=2)
-                skipped.append(str(self.records[i].image))
-                self.bad_paths.append(str(self.records[i].image))
+            sample = self.load_or_skip(i)
+            if sample is not None:
+                return i, sample, skipped
+            skipped.append(str(self.records[i].image))
         raise MultisegError(f"{self.name}: every sample of split {self.split!r} is unreadable")
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:

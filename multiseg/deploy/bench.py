@@ -269,7 +269,8 @@ def cpu_peak_gflops(threads: int, cpuinfo: str | None = None) -> tuple[float, st
         lanes, isa = 4, "SSE"
     peak = threads * mhz / 1e3 * 2 * lanes * 2
     clock = f"{mhz / 1e3:.2f} GHz"
-    text = f"fp32 peak {peak:.0f} GFLOP/s = {threads} cores x {clock} x 2 FMA x {lanes} lanes ({isa}) x 2"
+    cores = f"{threads} core{'s' * (threads != 1)}"
+    text = f"fp32 peak {peak:.0f} GFLOP/s = {cores} x {clock} x 2 FMA x {lanes} lanes ({isa}) x 2"
     return peak, text
 
 
@@ -335,7 +336,7 @@ def protocol_text(settings: BenchSettings, env: dict[str, Any]) -> str:
         f"timed loop >= {settings.min_time:g} s, "
         f"{'CUDA synchronised per run, ' if settings.device.startswith('cuda') else ''}"
         f"median and p90 of per-run latency; GMACs = conv/deconv/linear MACs (forward hooks); "
-        f"torch {env['torch']}, {env['threads']} threads"
+        f"torch {env['torch']}, {env['threads']} thread{'s' * (env['threads'] != 1)}"
         + (f", {env['gpu']}" if "gpu" in env else "")
         + (f", onnxruntime {env['onnxruntime']}" if "onnxruntime" in env else "")
     )

@@ -239,6 +239,11 @@ def render_outputs(
     return written + render_figures(rows, out_dir, device) + render_head_modes(rows, out_dir, device)
 
 
+def _mean_text(value: float) -> str:
+    """``41.3 %``, or why there is no number (no validation ran, or every head scored ``nan``)."""
+    return "- (no validation score)" if math.isnan(value) else f"{100 * value:.1f} %"
+
+
 def run_grid(grid: Grid, out_dir: Path, published_path: Path | None = None) -> StudyOutputs:
     """Run every cell of ``grid`` into ``out_dir`` (skipping finished ones), then render the study."""
     from multiseg.experiments.speed import bench_device, device_name
@@ -266,7 +271,7 @@ def run_grid(grid: Grid, out_dir: Path, published_path: Path | None = None) -> S
                 {**result, **{k: speed[k] for k in ("params", "gmacs", "median_ms", "fps", "device")}}
             )
             tqdm.write(f"cell {cell.name}: {'trained' if ran else 'already done'}, "
-                       f"mean mIoU {100 * result.get('miou/mean', math.nan):.1f}")  # fmt: skip
+                       f"mean mIoU {_mean_text(result.get('miou/mean', math.nan))}")  # fmt: skip
     device = device_name(bench_device(grid.bench))
     if not is_main:
         return StudyOutputs(out_dir, [], trained, 0, [], device)
