@@ -75,7 +75,7 @@ def test_tables_print_a_dash_and_say_why_instead_of_nan() -> None:
     lines = summary.table().splitlines()
     assert "nan" not in summary.table()
     assert any(line.split() == ["sign_iou/gtsdb", "-"] for line in lines)
-    assert lines[-1].startswith("-: no value")
+    assert any(line.startswith("-: no value") for line in lines)
     assert _mean_text(math.nan) == "- (no validation score)" and _mean_text(0.4134) == "41.3 %"
 
 
