@@ -49,7 +49,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from multiseg.deploy.bench import cpu_peak_gflops, time_callable
+from multiseg.deploy.bench import cpu_peak_gflops, measured_gemm_gflops, time_callable
 from multiseg.deploy.export import export_onnx
 from multiseg.deploy.quantize import Int8Accuracy, calibration_inputs, int8_accuracy, int8_text, quantize_int8
 from multiseg.deploy.runtime import ort_session, ort_settings_text
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); onnxruntime "
         f"{onnxruntime.__version__}: static-shape opset-18 graph, {ort_settings_text(args.threads, False)} "
         f"(ort_fp32_spin: spinning on); {int8_text('qdq', args.calib_count, args.calib_images)}; "
-        f"GFLOP/s = 2 x conv MACs / median time (int8 too, for comparison); {peak_text}",
+        f"GFLOP/s = 2 x conv MACs / median time (int8 too, for comparison); {peak_text}; "
+        f"measured ceiling: torch fp32 2048x2048 matmul {measured_gemm_gflops(args.threads):.0f} GFLOP/s",
         flush=True,
     )
     results: dict[str, dict[str, list[float]]] = {}

@@ -6,3 +6,10 @@ class MultisegError(Exception):
 
     The message must name the file or key and say what is wrong, on one line.
     """
+
+
+class Terminated(Exception):
+    """A run stopped on SIGTERM after writing its checkpoint; the CLI exits 143 (128 + 15).
+
+    The message (one line, empty on the ranks other than 0) says where it stopped and how to resume.
+    """

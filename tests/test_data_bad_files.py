@@ -16,7 +16,7 @@ import pytest
 from multiseg.data.io import FileError, read_image
 from multiseg.data.pipeline import SkippedFiles, build_dataset, build_train_loader
 from multiseg.data.transforms import TrainTransform, TransformConfig
-from multiseg.demo.synthetic import write_cityscapes
+from multiseg.demo.synthetic import corrupt_png, write_cityscapes
 from multiseg.errors import MultisegError
 
 CFG = TransformConfig(fit_width=96, fit_height=48, crop_height=32, crop_width=64)
@@ -135,3 +135,68 @@ def test_any_per_sample_error_from_a_worker_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(MultisegError) as exc:
         list(loader)
     assert _one_line(exc.value).endswith("a loader-specific problem")
+
+
+def test_corrupt_png_is_one_line_with_the_codec_reason_and_nothing_from_libpng(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """libpng's own "libpng error: ..." line no longer reaches stderr; its reason is in the FileError."""
+    (image,) = write_cityscapes(tmp_path, "train", {"aachen": 1}, size=(96, 48))
+    corrupt_png(image)
+    capfd.readouterr()
+    with pytest.raises(FileError) as exc:
+        read_image(image)
+    assert _one_line(exc.value) == (
+        f"{image}: corrupt or unsupported image file (libpng error: bad adaptive filter value)"
+    )
+    os.write(2, b"")  # the real stderr is back in place after the decode
+    print("after", file=sys.stderr)
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_cli_train_on_a_corrupt_png_prints_only_multiseg_s_line(tmp_path: Path) -> None:
+    """Through the CLI with a DataLoader worker (a forked process): stderr holds one error line, no libpng."""
+    images = write_cityscapes(tmp_path / "cityscapes", "train", {"aachen": 4}, size=(128, 64))
+    write_cityscapes(tmp_path / "cityscapes", "val", {"frankfurt": 1}, size=(128, 64), seed=1)
+    corrupt_png(images[1])
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"data_root: {tmp_path}\nout_dir: {tmp_path / 'runs'}\ndatasets: [cityscapes]\nresize_width: 128\n"
+        "resize_height: 64\ncrop_height: 64\ncrop_width: 128\nworkers: 1\nthreads: 1\nepochs: 1\n"
+        "batch_size: 4\n"
+    )
+    exe = shutil.which("multiseg", path=str(Path(sys.executable).parent))
+    args = [*([exe] if exe else [sys.executable, "-m", "multiseg.cli"]), "train", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2
+    assert "libpng" not in res.stderr.replace("(libpng error", "")
+    (line,) = [line for line in res.stderr.splitlines() if "error" in line]
+    assert line == (
+        f"multiseg train: error: {images[1]}: corrupt or unsupported image file "
+        "(libpng error: bad adaptive filter value)"
+    )
+
+
+def test_other_output_written_during_decodes_is_passed_on(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Descriptor 2 points at the capture only around each decode; another thread's writes all arrive."""
+    import threading
+
+    (image,) = write_cityscapes(tmp_path, "train", {"aachen": 1}, size=(96, 48))
+    capfd.readouterr()
+    done = threading.Event()
+
+    def progress() -> None:
+        for i in range(300):
+            os.write(2, f"\rstep {i}".encode())
+        done.set()
+
+    thread = threading.Thread(target=progress)
+    thread.start()
+    while not done.is_set():
+        read_image(image)
+    thread.join()
+    pieces = capfd.readouterr().err.split("\r")  # a write caught in a decode's window arrives just after it
+    assert pieces[0] == "" and sorted(pieces[1:]) == sorted(f"step {i}" for i in range(300))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,16 @@ def test_skipped_images_reach_the_batch(tmp_path: Path) -> None:
     with pytest.warns(UserWarning):
         skipped = [p for batch in loader for p in batch["skipped"]]
     assert skipped == [str(images[2])]
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_hwc_to_chw_equals_the_transpose(channels: int) -> None:
+    from multiseg.data.base import hwc_to_chw
+
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, channels), dtype=np.uint8)
+    chw = hwc_to_chw(image)
+    assert chw.flags.c_contiguous and chw.shape == (channels, 37, 53)
+    np.testing.assert_array_equal(chw, image.transpose(2, 0, 1))
+    flipped = image[:, ::-1]  # a non-contiguous view and a float image take numpy's copy
+    np.testing.assert_array_equal(hwc_to_chw(flipped), flipped.transpose(2, 0, 1))
+    np.testing.assert_array_equal(hwc_to_chw(image.astype(np.float32)), image.transpose(2, 0, 1))

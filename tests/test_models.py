@@ -13,7 +13,7 @@ from torch import nn
 
 from multiseg.cli import main
 from multiseg.errors import MultisegError
-from multiseg.models import create_model, inference_model, list_models, load_encoder_weights
+from multiseg.models import HEAD_MODES, create_model, inference_model, list_models, load_encoder_weights
 from multiseg.models.complexity import REFERENCE_PARAMS, count_macs
 from multiseg.models.enet import (
     _max_pool_slots,
@@ -82,14 +82,16 @@ def test_create_model_rejects_bad_arguments(kwargs: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize("n_heads", [1, 3])
-@pytest.mark.parametrize("head_mode", ["decoder", "last_conv"])
+@pytest.mark.parametrize("head_mode", HEAD_MODES)
 @pytest.mark.parametrize("name", MODELS)
 def test_multihead_contract(name: str, head_mode: str, n_heads: int) -> None:
     torch.manual_seed(0)
     heads = HEAD_TABLES[n_heads]
     model = create_model(name, heads=heads, head_mode=head_mode)
     assert model.head_names == list(heads) and model.num_classes == heads
-    assert set(model.heads) == set(heads)
+    # universal: one decoder over the universal classes, every dataset head read out of it
+    modules = {"universal": None} if head_mode == "universal" else heads
+    assert set(model.heads) == set(modules)
     x = small_input(model)
     n, _, h, w = x.shape
 
@@ -101,7 +103,7 @@ def test_multihead_contract(name: str, head_mode: str, n_heads: int) -> None:
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} got no gradient"
     assert sum(p.grad.abs().sum() for p in model.encoder.parameters()) > 0
-    for head in heads:
+    for head in modules:
         assert sum(p.grad.abs().sum() for p in model.heads[head].parameters()) > 0, head
 
     # Eval is deterministic; sample selection gives the rows of the full-batch logits.
@@ -343,7 +345,7 @@ def test_encoder_weights_shape_mismatch(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- BN folding, inference form
 
 
-@pytest.mark.parametrize("head_mode", ["decoder", "last_conv"])
+@pytest.mark.parametrize("head_mode", HEAD_MODES)
 @pytest.mark.parametrize("name", MODELS)
 def test_inference_model_equals_the_plain_model(name: str, head_mode: str) -> None:
     model = randomize_(create_model(name, heads={"cityscapes": 19, "gtsdb": 44}, head_mode=head_mode).eval())
@@ -388,6 +390,22 @@ def test_onnx_export_matches_torch(name: str, legacy: bool, tmp_path: Path) -> N
     assert [r.shape for r in results] == [(1, 3, 64, 128), (2, 3, 2 * s, 3 * s)]
     for result in results:
         assert set(result.max_abs_diff) == {"cityscapes", "gtsdb"}
+        assert result.worst < 1e-4, (result.shape, result.max_abs_diff)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_universal_onnx_export_matches_torch(name: str, tmp_path: Path) -> None:
+    """A universal model exports its dataset read-outs and its universal logits (legacy exporter)."""
+    pytest.importorskip("onnxruntime")
+    from multiseg.deploy.export import check_parity, export_onnx
+
+    heads = {"cityscapes": 19, "gtsdb": 44}
+    model = randomize_(create_model(name, heads=heads, head_mode="universal").eval())
+    outputs = [*heads, "universal"]
+    path = export_onnx(model, tmp_path / f"{name}.onnx", outputs, sample_size=(64, 128), legacy=True)
+    s = model.output_stride
+    for result in check_parity(model, path, [(1, 3, 64, 128), (2, 3, 2 * s, 3 * s)], outputs):
+        assert set(result.max_abs_diff) == set(outputs)
         assert result.worst < 1e-4, (result.shape, result.max_abs_diff)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -223,3 +224,10 @@ def test_exported_downsamplers_keep_erfnet_in_onnxruntimes_blocked_layout(tmp_pa
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node]
     assert ops.count("ReorderInput") + ops.count("ReorderOutput") <= 12, ops
+
+
+def test_measured_gemm_ceiling_is_a_rate() -> None:
+    from multiseg.deploy.bench import measured_gemm_gflops
+
+    rate = measured_gemm_gflops(1, n=128, repeats=2)
+    assert math.isfinite(rate) and rate > 0.01

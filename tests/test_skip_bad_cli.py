@@ -1,5 +1,6 @@
 """``--skip-bad`` end to end: ``multiseg train`` and ``multiseg eval`` skip a truncated image with a warning,
-count it and report it at the end; without the flag they stop with one line naming the file."""
+count it and report it at the end; without the flag they stop with one line naming the file. The run uses
+class weights, whose frequency pass reads every training sample before the first step (issue 21, item 12)."""
 
 from __future__ import annotations
 
@@ -37,17 +38,18 @@ def test_train_and_eval_skip_bad(tmp_path: Path) -> None:
     config.write_text(
         f"data_root: {tmp_path}\nout_dir: {tmp_path / 'runs'}\ndatasets: [cityscapes]\nresize_width: 128\n"
         "resize_height: 64\ncrop_height: 64\ncrop_width: 128\nworkers: 1\nthreads: 1\nepochs: 1\n"
-        "batch_size: 4\n"
+        "batch_size: 4\nclass_weighted_heads: [cityscapes]\n"  # the class-frequency pass reads train[2] first
     )
 
     stop = _multiseg("train", str(config))
     assert stop.returncode == 2
     errors = [line for line in stop.stderr.splitlines() if "error" in line]
-    assert errors == [f"multiseg train: error: {train[2]}: truncated PNG (no IEND chunk)"]
+    assert errors == [f"multiseg train: error: {val[1]}: truncated PNG (no IEND chunk)"]  # checked first
 
     res = _multiseg("train", str(config), "--skip-bad")
     assert res.returncode == 0, res.stderr
     assert "skipping bad sample" in res.stderr
+    assert "class frequencies" in res.stderr  # the pass ran, and went past the corrupt file
     (report,) = [line for line in res.stdout.splitlines() if line.startswith("warning: skipped")]
     assert "2 unreadable file(s)" in report and str(train[2]) in report and str(val[1]) in report
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if (p / "last.pt").is_file()]

@@ -254,6 +254,23 @@ def test_missing_dataset_fails_before_training(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.pt"))
 
 
+def test_corrupt_validation_file_fails_before_any_training(tmp_path: Path) -> None:
+    """Every validation file is decoded before the class-frequency pass and the first step (item 13)."""
+    synthetic.write_cityscapes(tmp_path / "cityscapes", "train", {"aachen": 4}, size=(128, 64))
+    val = synthetic.write_cityscapes(tmp_path / "cityscapes", "val", {"bonn": 3}, size=(128, 64), seed=1)
+    synthetic.corrupt_png(val[2])
+    cfg = _config(
+        tmp_path / "run.yaml", tmp_path, tmp_path / "out", "datasets=[cityscapes]", "workers=1",
+        "class_weighted_heads=[cityscapes]", "val_every=5", "epochs=5",
+    )  # fmt: skip
+    res = _run(["train", str(cfg)], timeout=300)
+    assert res.returncode == 2
+    (line,) = [line for line in res.stderr.splitlines() if "error" in line]
+    assert line.startswith(f"multiseg train: error: {val[2]}: corrupt or unsupported image file")
+    assert "class frequencies" not in res.stderr and "epoch 1/5" not in res.stderr
+    assert not any((tmp_path / "out").rglob("*.pt")) and not any((tmp_path / "out").rglob("metrics.csv"))
+
+
 def _without_void(root: Path) -> Path:
     """A copy of the tiny Cityscapes whose labels have no ignored pixel (void ids become road)."""
     from multiseg.labels import cityscapes_id_to_train_id_lut

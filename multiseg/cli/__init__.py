@@ -6,7 +6,7 @@ that stage's library function.
 
 Heavy modules (torch, cv2) are imported inside the subcommands so ``multiseg --help`` stays fast.
 A :class:`~multiseg.errors.MultisegError` is printed as one line on stderr with exit status 2;
-Ctrl-C exits with 130.
+Ctrl-C exits with 130; a training run stopped by SIGTERM (:class:`~multiseg.errors.Terminated`) with 143.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from multiseg import __version__
 from multiseg.cli import data, deploy, evaluate, experiments, train
-from multiseg.errors import MultisegError
+from multiseg.errors import MultisegError, Terminated
 
 #: Every subcommand's parser builder, in the order ``--help`` lists them.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MultisegError as err:
         print(f"multiseg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Terminated as err:  # SIGTERM: the checkpoint is written, the message is the only line
+        if str(err):
+            print(f"multiseg {args.command}: {err}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"multiseg {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -24,10 +24,16 @@ def add_demo_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the world (default: 0)")
     p.add_argument(
         "--size",
-        choices=("small", "medium"),
+        choices=("small", "medium", "full"),
         default="small",
-        help="small: about 100 frames per dataset; medium: about 3x more (default: small)",
+        help="small: about 100 frames per dataset at about a quarter of the real frame sizes; medium: "
+        "3x more frames; full: the real datasets' frame sizes (Cityscapes 2048x1024, GTSDB 1360x800, "
+        "Vistas 800x600 to 4000x3000, portrait too), a few frames each (default: small)",
     )
+    p.add_argument(
+        "--frames", type=int, metavar="N",
+        help="frames per dataset instead of the size's default (a fifth held out for validation, at least 1)",
+    )  # fmt: skip
     p.add_argument(
         "--force",
         action="store_true",
@@ -59,7 +65,7 @@ def _run_demo_data(args: argparse.Namespace) -> int:
         print(write_drive_video(path, seed=args.seed, spec=DriveSpec(seconds=args.seconds)))
         return 0
     root = args.root if args.root is not None else demo_world_path(args.seed, args.size)
-    summary = write_demo_world(root, seed=args.seed, size=args.size, force=args.force)
+    summary = write_demo_world(root, seed=args.seed, size=args.size, force=args.force, n_frames=args.frames)
     print(summary)
     return 0
 

@@ -131,8 +131,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--head-mode",
         default="decoder",
-        choices=("decoder", "last_conv"),
-        help="for a model name: a decoder per head, or a shared decoder with a last conv per head",
+        choices=("decoder", "last_conv", "universal"),
+        help="for a model name: a decoder per head, a shared decoder with a last conv per head, or one "
+        "decoder over the shipped universal taxonomy",
     )
     p.add_argument("--size", default="512x1024", help="example and parity input HxW (default: 512x1024)")
     p.add_argument("--static", action="store_true", help="fixed batch 1 and --size instead of dynamic axes")

@@ -54,6 +54,22 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tta-no-flip", action="store_true", help="--tta without the mirrored views; implies --tta"
     )
+    deploy = p.add_argument_group("the deployed graph (--backend onnxruntime)")
+    deploy.add_argument(
+        "--backend", default="torch", choices=("torch", "onnxruntime"),
+        help="onnxruntime: export the checkpoint and score the ONNX graph, with its argmax agreement with "
+        "the fp32 torch model (default: torch)",
+    )  # fmt: skip
+    deploy.add_argument(
+        "--dtype", default="fp32", choices=("fp32", "int8"),
+        help="int8: static int8 quantisation of the exported graph, calibrated on real frames",
+    )  # fmt: skip
+    deploy.add_argument(
+        "--calib-images",
+        type=Path,
+        help="int8 calibration images (default: the run's Cityscapes train frames)",
+    )
+    deploy.add_argument("--calib-count", type=int, default=64, help="int8 calibration frames (default: 64)")
     p.set_defaults(func=_run_eval)
 
 
@@ -70,5 +86,14 @@ def _run_eval(args: argparse.Namespace) -> int:
         heads=args.heads.split(",") if args.heads else None, max_samples=args.max_samples,
         device=args.device, workers=args.workers, skip_bad=args.skip_bad, plain=args.plain, tta=tta,
     )  # fmt: skip
+    if args.backend == "onnxruntime":
+        from multiseg.deploy.onnx_eval import run_onnx_eval
+
+        print(run_onnx_eval(args.run, opts, args.out, args.dtype, args.calib_images, args.calib_count))
+        return 0
+    if args.dtype != "fp32":
+        from multiseg.errors import MultisegError
+
+        raise MultisegError("--dtype int8 needs --backend onnxruntime")
     print(run_eval(args.run, opts, args.out))
     return 0

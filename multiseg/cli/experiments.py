@@ -25,6 +25,12 @@ def add_experiments(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", type=Path, help="data_root for every cell (data/cityscapes, data/gtsdb, ...)")
     p.add_argument(
+        "--smoke", action="store_true",
+        help="a smoke budget for every cell: 1 epoch of at most 2 optimizer steps of batch 2, validation and "
+        "evaluation on 1 frame per dataset, FPS from 3 timed runs; sizes, crops and models stay the cells' "
+        "(--set still wins)",
+    )  # fmt: skip
+    p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one TrainConfig key in every cell (repeatable)",
     )  # fmt: skip
@@ -38,12 +44,17 @@ def add_experiments(sub: argparse._SubParsersAction) -> None:
 def _run_experiments(args: argparse.Namespace) -> int:
     from multiseg.config import parse_overrides
     from multiseg.experiments import load_grid, run_grid, scale_budget, select_models
+    from multiseg.experiments.grid import SMOKE_BUDGET, smoke_bench
     from multiseg.experiments.table import PUBLISHED_FILE
 
     overrides = parse_overrides(args.overrides)
+    if args.smoke:
+        overrides = {**SMOKE_BUDGET, **overrides}
     if args.data is not None:
         overrides["data_root"] = str(args.data)
     grid = scale_budget(select_models(load_grid(args.grid, overrides), args.models), args.budget_scale)
+    if args.smoke:
+        grid = smoke_bench(grid)
     published = None if args.no_published else (args.published or PUBLISHED_FILE)
     print(run_grid(grid, args.out, published).summary())
     return 0

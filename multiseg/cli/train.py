@@ -56,7 +56,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "(cityscapes=PATH, gtsdb=PATH, vistas=PATH; repeatable); default: the config's, else the demo world",
     )  # fmt: skip
     p.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt"
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR|auto",
+        help=(
+            "continue the run in RUN_DIR from its last.pt; 'auto': the newest run of this config in out_dir, "
+            "or a new run when there is none (for requeued cluster jobs)"
+        ),
     )
     p.add_argument(
         "--force", action="store_true", help="with --resume: accept a config that differs from the saved one"

@@ -1,21 +1,33 @@
 """Image and label readers with one-line errors.
 
-OpenCV is the fast path (specs/environment.md §6: PNG decode is about 30 % faster than PIL and
-dominates the per-sample cost). Two exceptions go through Pillow because OpenCV gets them wrong:
-palette ('P') PNGs, whose *indices* are the labels (OpenCV expands them to colours), and nothing else.
+Decoding dominates the per-sample cost (specs/environment.md §6). 8-bit PNGs and JPEGs go through
+``imagecodecs`` (libpng with zlib-ng, libjpeg-turbo: about 30 % faster than OpenCV here) wherever it
+gives OpenCV's very pixels (:mod:`multiseg.data.decoders`), everything else and every machine
+without ``imagecodecs`` through OpenCV. Palette ('P') PNGs go through Pillow, because both others
+expand them to colours and their *indices* are the labels.
 Every reader raises :class:`FileError` (a :class:`~multiseg.errors.MultisegError`) naming the file and
 the problem, never returns ``None`` the way ``cv2.imread`` does.
+
+libpng and libjpeg print their own complaints ("libpng error: bad adaptive filter value", "Corrupt JPEG
+data: ...") straight to file descriptor 2, before multiseg's one-line error. Every OpenCV decode runs
+with descriptor 2 pointed at a private file (:func:`_imdecode`): the codec's text becomes the reason in
+the :class:`FileError`, and anything else written meanwhile is passed on to the real stderr.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from multiseg.data.decoders import decode_grey_label, decode_rgb
 from multiseg.errors import MultisegError
 
 # OpenCV's own thread pool does not survive fork(): a DataLoader worker forked after the parent ran
@@ -61,6 +73,64 @@ def read_bytes(path: str | Path) -> bytes:
         raise FileError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
+#: One redirection of descriptor 2 at a time per process (threads decoding at once would swap it wrongly).
+_STDERR_LOCK = threading.Lock()
+_capture: tuple[int, int] | None = None  # (pid, descriptor of this process's capture file)
+#: Line starts of what the image codecs print; the rest of what a capture holds goes back to stderr.
+_CODEC_PREFIXES = ("libpng ", "Corrupt JPEG data", "Premature end of JPEG", "Invalid JPEG", "Not a JPEG")
+
+
+def _capture_fd() -> int:
+    """This process's capture file (an unlinked temporary file; a forked worker opens its own)."""
+    global _capture
+    if _capture is None or _capture[0] != os.getpid():
+        fd, name = tempfile.mkstemp(prefix="multiseg-codec-", suffix=".txt")
+        os.unlink(name)
+        _capture = (os.getpid(), fd)
+    return _capture[1]
+
+
+def _imdecode(buffer: np.ndarray, flags: int) -> tuple[np.ndarray | None, str]:
+    """``cv2.imdecode`` with the codecs' stderr text captured: (array or None, the codec's message).
+
+    Costs about 40 us per image (five system calls and a flush; busy 2-core host), against the
+    milliseconds of decoding a frame (about 30 ms for 2048x1024).
+    """
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            capture, saved = _capture_fd(), os.dup(2)
+        except (OSError, ValueError):  # no usable descriptor 2 (a detached daemon): nothing to capture
+            return cv2.imdecode(buffer, flags), ""
+        try:
+            os.dup2(capture, 2)
+            try:
+                arr = cv2.imdecode(buffer, flags)
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        if os.fstat(capture).st_size == 0:
+            return arr, ""
+        os.lseek(capture, 0, os.SEEK_SET)
+        text = b""
+        while chunk := os.read(capture, 65536):
+            text += chunk
+        os.ftruncate(capture, 0)
+        os.lseek(capture, 0, os.SEEK_SET)
+    lines = text.decode("utf-8", "replace").splitlines(keepends=True)
+    codec = [line.strip() for line in lines if line.startswith(_CODEC_PREFIXES)]
+    other = "".join(line for line in lines if not line.startswith(_CODEC_PREFIXES))
+    if other:  # another thread's output (a progress bar ...), passed on unchanged
+        os.write(2, other.encode())
+    return arr, "; ".join(codec)
+
+
+def _reason(codec: str) -> str:
+    """`` (libpng error: ...)`` when the codec said why, for the end of a one-line error."""
+    return f" ({codec})" if codec else ""
+
+
 def _check_complete(path: str | Path, data: bytes) -> None:
     """Reject truncated JPEG/PNG files, which some decoders accept silently with grey rows."""
     if not data:
@@ -83,14 +153,17 @@ def decode_image(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     faults of the extra 6 MB).
     """
     _check_complete(path, data)
+    fast = decode_rgb(data)
+    if fast is not None:
+        return fast
     buffer = np.frombuffer(data, np.uint8)
     if _IMREAD_RGB is not None:
-        rgb = cv2.imdecode(buffer, _IMREAD_RGB)
+        rgb, codec = _imdecode(buffer, _IMREAD_RGB)
     else:  # pragma: no cover - OpenCV < 4.11
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        bgr, codec = _imdecode(buffer, cv2.IMREAD_COLOR)
         rgb = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if rgb is None:
-        raise FileError(f"{path}: corrupt or unsupported image file")
+        raise FileError(f"{path}: corrupt or unsupported image file{_reason(codec)}")
     return rgb
 
 
@@ -107,9 +180,9 @@ def is_palette_png(data: bytes) -> bool:
 def decode_label(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     """Decode a single-channel label image: uint8 or uint16 HxW, palette PNGs as their indices.
 
-    Palette PNGs go through Pillow (``np.asarray`` of a 'P' image is the index array); everything
-    else through ``cv2.IMREAD_UNCHANGED``, which keeps 16-bit values (plain ``cv2.imread`` would
-    squash them to 8 bits and add channels).
+    Palette PNGs go through Pillow (``np.asarray`` of a 'P' image is the index array); greyscale
+    PNGs through imagecodecs where present; everything else through ``cv2.IMREAD_UNCHANGED``, which
+    keeps 16-bit values (plain ``cv2.imread`` would squash them to 8 bits and add channels).
     """
     _check_complete(path, data)
     if is_palette_png(data):
@@ -118,9 +191,12 @@ def decode_label(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
                 return np.asarray(im)
         except (OSError, ValueError, SyntaxError) as exc:
             raise FileError(f"{path}: corrupt label image ({exc})") from None
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    fast = decode_grey_label(data)
+    if fast is not None:
+        return fast
+    arr, codec = _imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        raise FileError(f"{path}: corrupt or unsupported label image")
+        raise FileError(f"{path}: corrupt or unsupported label image{_reason(codec)}")
     if arr.ndim != 2:
         raise FileError(
             f"{path}: label image has {arr.shape[2]} channels; expected a single-channel id/index image"
@@ -137,9 +213,9 @@ def read_color_label(path: str | Path) -> np.ndarray:
     """Read a colour-coded label image (e.g. ``*_gtFine_color.png``, RGBA) as HxWx3 uint8 RGB."""
     data = read_bytes(path)
     _check_complete(path, data)
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    arr, codec = _imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        raise FileError(f"{path}: corrupt or unsupported colour label image")
+        raise FileError(f"{path}: corrupt or unsupported colour label image{_reason(codec)}")
     if arr.ndim == 2:
         raise FileError(f"{path}: expected a colour (RGB/RGBA) label image, got a single channel")
     code = cv2.COLOR_BGRA2RGB if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB

@@ -17,6 +17,8 @@ Batch contract (what :func:`collate` returns, for the training engine):
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,6 +176,22 @@ def build_dataset(
     raise MultisegError(f"unknown dataset kind {kind!r}; expected one of {DATASET_KINDS}")
 
 
+def exit_on_sigterm(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: on SIGTERM a worker exits quietly (status 0) instead of dying of it.
+
+    SLURM signals every process of a job step at once. A worker killed by a signal makes torch's SIGCHLD
+    handler raise in the main process at whatever line it is on, possibly halfway through a step, before
+    the run can write a consistent checkpoint; a worker that exits normally is only noticed when the
+    main process next waits for a batch, which a stopping run no longer does. The signal must still end
+    the worker: it is also how Python's multiprocessing ends daemon workers at interpreter exit.
+    """
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    os._exit(0)
+
+
 def build_train_loader(
     datasets: Sequence[SegDataset],
     batch_size: int,
@@ -215,6 +233,7 @@ def build_train_loader(
         collate_fn=collate,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        worker_init_fn=exit_on_sigterm,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
     )
     return loader, sampler, multi
@@ -228,4 +247,5 @@ def build_eval_loader(dataset: SegDataset, *, num_workers: int = 1) -> DataLoade
         shuffle=False,
         num_workers=num_workers,
         collate_fn=collate,
+        worker_init_fn=exit_on_sigterm,
     )

@@ -130,8 +130,20 @@ def _place_cut_sprite(
     return i, cx0, cy0, np.ascontiguousarray(rgb[window])
 
 
-def render(scene: Scene, width: int, height: int, camera: Camera, rng: np.random.Generator) -> Frame:
-    """Render ``scene`` at ``width`` x ``height`` through ``camera`` (noise drawn from ``rng``)."""
+def render(
+    scene: Scene,
+    width: int,
+    height: int,
+    camera: Camera,
+    rng: np.random.Generator,
+    texture_cell: int = 10,
+) -> Frame:
+    """Render ``scene`` at ``width`` x ``height`` through ``camera`` (noise drawn from ``rng``).
+
+    ``texture_cell`` is the size in pixels of the surface blotches: a frame rendered at k times the
+    resolution passes k times the default so its surfaces look the same (blur and sensor noise stay
+    per pixel, as a camera's do).
+    """
     ids, colors, sprites = _rasterise(scene, width, height)
     n = len(scene.shapes) + 1
     cls_of = np.zeros(n, np.uint8)
@@ -149,14 +161,14 @@ def render(scene: Scene, width: int, height: int, camera: Camera, rng: np.random
         h, w = sprite.shape[:2]
         vis = ids[y0 : y0 + h, x0 : x0 + w] == i
         rgb[y0 : y0 + h, x0 : x0 + w][vis] = sprite[vis].astype(np.float32) * gain
-    _texture(rgb, world, rng)
+    _texture(rgb, world, rng, texture_cell)
     return Frame(_photometry(rgb, camera, rng), world, obj_of[ids], sign_of[ids], sign_classes)
 
 
-def _texture(rgb: np.ndarray, world: np.ndarray, rng: np.random.Generator) -> None:
+def _texture(rgb: np.ndarray, world: np.ndarray, rng: np.random.Generator, cell: int) -> None:
     h, w = world.shape
     fine = rng.standard_normal((h, w), dtype=np.float32)
-    small = rng.standard_normal((h // 10 + 2, w // 10 + 2), dtype=np.float32)
+    small = rng.standard_normal((h // cell + 2, w // cell + 2), dtype=np.float32)
     coarse = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     ramp = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]
     rgb += (_FINE[world] * fine + _COARSE[world] * coarse + _GRAD[world] * ramp)[..., None]

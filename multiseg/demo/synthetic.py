@@ -8,6 +8,8 @@ build exactly the layout (or the broken layout) they need.
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -175,3 +177,30 @@ def write_folder_dataset(
         write_gray(
             root / "labels" / split / f"img{k}.png", blocky_label(height, width, np.arange(len(classes)), rng)
         )
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def corrupt_png(path: Path) -> None:
+    """Rewrite a PNG so that it is complete (IEND, valid CRCs) but cannot be decoded, as bit rot leaves it.
+
+    The first row's filter byte becomes 9 (only 0-4 exist): libpng stops with "bad adaptive filter
+    value", which no completeness check can see before decoding.
+    """
+    data = Path(path).read_bytes()
+    pos, head, idat = 8, b"", b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IDAT":
+            idat += body
+        elif kind != b"IEND":
+            head += data[pos : pos + 12 + length]
+        pos += 12 + length
+    rows = bytearray(zlib.decompress(idat))
+    rows[0] = 9
+    Path(path).write_bytes(
+        data[:8] + head + _png_chunk(b"IDAT", zlib.compress(bytes(rows))) + _png_chunk(b"IEND", b"")
+    )

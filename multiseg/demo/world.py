@@ -5,6 +5,12 @@ street (:mod:`.scene`) through three cameras (:mod:`.render`) that differ in fra
 colour cast, brightness and noise, and writes each in its dataset's real on-disk format
 (:mod:`.writers`). Every frame has its own random generator seeded by (seed, dataset, frame index),
 so a seed gives byte-identical files and another seed gives a held-out world of the same kind.
+
+Sizes: ``small`` and ``medium`` render at about a quarter of the real frame sizes (512x256 Cityscapes,
+680x400 GTSDB, Vistas up to 640x480); ``full`` renders the same scenes at the real datasets' sizes
+(:data:`FULL`): Cityscapes 2048x1024, GTSDB 1360x800 with signs of the real 16-128 px, and Vistas
+photos from 800x600 to 4000x3000 in 4:3, 16:9 and portrait, so that training, full-resolution
+evaluation and ``predict`` can be run at the sizes users have.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +45,7 @@ __all__ = ["MARKER", "DatasetSummary", "DemoWorldSummary", "is_demo_world", "wri
 MARKER = "multiseg_demo.json"
 GENERATOR = "multiseg-demo-world"
 FORMAT = 1
-SIZES = ("small", "medium")
+SIZES = ("small", "medium", "full")
 
 _CITYSCAPES, _GTSDB, _VISTAS = 1, 2, 3
 CITYSCAPES_SIZE = (512, 256)
@@ -75,6 +81,8 @@ GTSDB_CAMERA = Camera(
 VISTAS_SCENE = SceneStyle(
     focal=(0.8, 1.15), horizon=(0.35, 0.55), urban=0.7, n_signs=(1, 3), sign_size=(0.04, 0.13)
 )
+#: GTSDB at 1360x800: signs 17 to 128 px high, as the real boxes (the ReadMe says 16 to 128).
+GTSDB_FULL_SCENE = replace(GTSDB_SCENE, sign_size=(17 / 800, 128 / 800))
 VISTAS_CAMERA = Camera(
     gain_jitter=0.1,
     brightness=(0.85, 1.25),
@@ -84,6 +92,54 @@ VISTAS_CAMERA = Camera(
     blur=0.4,
     vignette=0.05,
 )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The frame sizes of a world and what goes with them (sign sizes, texture grain).
+
+    Vistas: ``vistas_cycle`` False picks each frame's size at random from ``vistas_sizes``; True
+    takes them in turn within each split, so a few frames already cover every size and aspect.
+    ``vistas_cell_ref``: None keeps the default texture grain, else a frame's grain is 10 px per
+    ``vistas_cell_ref`` px of its shorter side.
+    """
+
+    cityscapes: tuple[int, int]
+    gtsdb: tuple[int, int]
+    vistas_sizes: tuple[tuple[int, int], ...]
+    gtsdb_scene: SceneStyle = GTSDB_SCENE
+    vistas_cycle: bool = False
+    cityscapes_cell: int = 10
+    gtsdb_cell: int = 10
+    vistas_cell_ref: int | None = None
+
+    def vistas_cell(self, size: tuple[int, int]) -> int:
+        if self.vistas_cell_ref is None:
+            return 10
+        return max(10, round(10 * min(size) / self.vistas_cell_ref))
+
+
+#: The scaled-down demo world (``small``, ``medium``).
+DEMO = Resolution(CITYSCAPES_SIZE, GTSDB_SIZE, VISTAS_SIZES)
+#: Vistas photo sizes of the full world, in the order each split takes them: 4:3 (a 12 MP phone,
+#: as the 3984x2988 real frame in the fixtures), portrait 3:4, 16:9, small 4:3, 8 MP 4:3, 16:9 QHD.
+FULL_VISTAS_SIZES = ((4000, 3000), (3024, 4032), (1920, 1080), (800, 600), (3264, 2448), (2560, 1440))
+#: The real datasets' frame sizes (``full``); the texture grain grows with the resolution.
+FULL = Resolution(
+    cityscapes=(2048, 1024),
+    gtsdb=(1360, 800),
+    vistas_sizes=FULL_VISTAS_SIZES,
+    gtsdb_scene=GTSDB_FULL_SCENE,
+    vistas_cycle=True,
+    cityscapes_cell=40,
+    gtsdb_cell=20,
+    vistas_cell_ref=400,
+)
+
+
+def resolution(size: str) -> Resolution:
+    """The frame sizes of a world of ``size``."""
+    return FULL if size == "full" else DEMO
 
 
 @dataclass(frozen=True)
@@ -149,6 +205,8 @@ def frame_counts(size: str, n_frames: int | None) -> FrameCounts:
             raise MultisegError(f"n_frames must be at least 3, got {n_frames}")
         val = max(1, n_frames // 5)
         return FrameCounts(n_frames - val, val, n_frames, n_frames - val, val)
+    if size == "full":  # a smoke-test world: every frame size, a few frames each (about a minute)
+        return FrameCounts(4, 2, 12, 4, 3)
     k = 1 if size == "small" else 3
     return FrameCounts(80 * k, 20 * k, 90 * k, 80 * k, 20 * k)
 
@@ -157,12 +215,12 @@ def _rng(seed: int, dataset: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, dataset, index])
 
 
-def cityscapes_frame(seed: int, index: int) -> Frame:
+def cityscapes_frame(seed: int, index: int, res: Resolution = DEMO) -> Frame:
     """Frame ``index`` of the demo Cityscapes (train frames first, then val)."""
     rng = _rng(seed, _CITYSCAPES, index)
-    w, h = CITYSCAPES_SIZE
+    w, h = res.cityscapes
     scene = make_scene(rng, w / h, CITYSCAPES_SCENE, random_sign_classes(rng, CITYSCAPES_SCENE.n_signs))
-    return render(scene, w, h, CITYSCAPES_CAMERA, rng)
+    return render(scene, w, h, CITYSCAPES_CAMERA, rng, res.cityscapes_cell)
 
 
 def gtsdb_required_classes(seed: int, n_train: int, index: int) -> list[int]:
@@ -173,27 +231,35 @@ def gtsdb_required_classes(seed: int, n_train: int, index: int) -> list[int]:
     return [int(c) for j, c in enumerate(order) if j % n_train == index]
 
 
-def gtsdb_frame(seed: int, index: int, n_train: int) -> Frame:
+def gtsdb_frame(seed: int, index: int, n_train: int, res: Resolution = DEMO) -> Frame:
     """Frame ``index`` of the demo GTSDB: 1-5 signs (now and then none), required classes first."""
     rng = _rng(seed, _GTSDB, index)
     required = gtsdb_required_classes(seed, n_train, index)
+    style = res.gtsdb_scene
     empty = not required and rng.random() < _EMPTY_GTSDB_FRAME
-    classes = [] if empty else random_sign_classes(rng, GTSDB_SCENE.n_signs, required)
-    w, h = GTSDB_SIZE
-    return render(make_scene(rng, w / h, GTSDB_SCENE, classes), w, h, GTSDB_CAMERA, rng)
+    classes = [] if empty else random_sign_classes(rng, style.n_signs, required)
+    w, h = res.gtsdb
+    return render(make_scene(rng, w / h, style, classes), w, h, GTSDB_CAMERA, rng, res.gtsdb_cell)
 
 
-def vistas_frame(seed: int, index: int) -> tuple[str, Frame, int]:
-    """Frame ``index`` of the demo Vistas: (22-character key, frame, JPEG quality)."""
+def vistas_frame(seed: int, index: int, res: Resolution = DEMO, slot: int = 0) -> tuple[str, Frame, int]:
+    """Frame ``index`` of the demo Vistas: (22-character key, frame, JPEG quality).
+
+    ``slot`` (the frame's place in its split) picks the size when ``res`` takes sizes in turn.
+    """
     rng = _rng(seed, _VISTAS, index)
     key = "".join(_KEY_ALPHABET[rng.integers(0, len(_KEY_ALPHABET), 22)])
-    w, h = VISTAS_SIZES[int(rng.integers(len(VISTAS_SIZES)))]
+    pick = int(rng.integers(len(VISTAS_SIZES)))  # drawn at every size: same keys and scenes
+    sizes = res.vistas_sizes
+    w, h = sizes[slot % len(sizes)] if res.vistas_cycle else sizes[pick]
     quality = int(rng.integers(85, 96))
     scene = make_scene(rng, w / h, VISTAS_SCENE, random_sign_classes(rng, VISTAS_SCENE.n_signs))
-    return key, render(scene, w, h, VISTAS_CAMERA, rng), quality
+    return key, render(scene, w, h, VISTAS_CAMERA, rng, res.vistas_cell((w, h))), quality
 
 
-def _write_cityscapes(root: Path, seed: int, counts: FrameCounts, bar: tqdm) -> DatasetSummary:
+def _write_cityscapes(
+    root: Path, seed: int, counts: FrameCounts, res: Resolution, bar: tqdm
+) -> DatasetSummary:
     index = 0
     for split, n in (("train", counts.cs_train), ("val", counts.cs_val)):
         cities = CITIES[split]
@@ -201,32 +267,32 @@ def _write_cityscapes(root: Path, seed: int, counts: FrameCounts, bar: tqdm) -> 
         for j in range(n):
             city = cities[j * len(cities) // n]
             stem = f"{city}_{seq[city]:06d}_000019"
-            write_cityscapes_frame(root, split, city, stem, cityscapes_frame(seed, index))
+            write_cityscapes_frame(root, split, city, stem, cityscapes_frame(seed, index, res))
             seq[city] += 1
             index += 1
             bar.update()
     return DatasetSummary("cityscapes", root, {"train": counts.cs_train, "val": counts.cs_val})
 
 
-def _write_gtsdb(root: Path, seed: int, counts: FrameCounts, bar: tqdm) -> DatasetSummary:
+def _write_gtsdb(root: Path, seed: int, counts: FrameCounts, res: Resolution, bar: tqdm) -> DatasetSummary:
     n, n_train = counts.gtsdb, counts.gtsdb_train
     lines: list[str] = []
     for i in range(n):
         split, k = ("train", i) if i < n_train else ("test", i - n_train)
         mask = root / "true_masks" / "gtFine" / split / f"{k:05d}_labelIds.png"
-        lines += write_gtsdb_frame(root, i, mask, gtsdb_frame(seed, i, n_train))
+        lines += write_gtsdb_frame(root, i, mask, gtsdb_frame(seed, i, n_train, res))
         bar.update()
     write_gtsdb_meta(root, lines, n, n_train)
     return DatasetSummary("gtsdb", root / "FullIJCNN2013", {"train": n_train, "test": n - n_train})
 
 
-def _write_vistas(root: Path, seed: int, counts: FrameCounts, bar: tqdm) -> DatasetSummary:
+def _write_vistas(root: Path, seed: int, counts: FrameCounts, res: Resolution, bar: tqdm) -> DatasetSummary:
     write_vistas_config(root)
     keys: set[str] = set()
     index = 0
     for split, n in (("training", counts.vistas_train), ("validation", counts.vistas_val)):
-        for _ in range(n):
-            key, frame, quality = vistas_frame(seed, index)
+        for slot in range(n):
+            key, frame, quality = vistas_frame(seed, index, res, slot)
             if key in keys:  # pragma: no cover - 64**22 keys
                 raise RuntimeError(f"duplicate Vistas key {key}")
             keys.add(key)
@@ -279,10 +345,11 @@ def write_demo_world(
         with tqdm(
             total=counts.total, desc="demo world", unit="frame", file=sys.stderr, mininterval=0.5
         ) as bar:
+            res = resolution(size)
             datasets = (
-                _write_cityscapes(tmp / "cityscapes", seed, counts, bar),
-                _write_gtsdb(tmp / "gtsdb", seed, counts, bar),
-                _write_vistas(tmp / "vistas", seed, counts, bar),
+                _write_cityscapes(tmp / "cityscapes", seed, counts, res, bar),
+                _write_gtsdb(tmp / "gtsdb", seed, counts, res, bar),
+                _write_vistas(tmp / "vistas", seed, counts, res, bar),
             )
         marker = {"generator": GENERATOR, "format": FORMAT, "seed": seed, "size": size}
         (tmp / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")

@@ -269,8 +269,30 @@ def cpu_peak_gflops(threads: int, cpuinfo: str | None = None) -> tuple[float, st
         lanes, isa = 4, "SSE"
     peak = threads * mhz / 1e3 * 2 * lanes * 2
     clock = f"{mhz / 1e3:.2f} GHz"
-    text = f"fp32 peak {peak:.0f} GFLOP/s = {threads} cores x {clock} x 2 FMA x {lanes} lanes ({isa}) x 2"
+    cores = f"{threads} core{'s' * (threads != 1)}"
+    text = f"fp32 peak {peak:.0f} GFLOP/s = {cores} x {clock} x 2 FMA x {lanes} lanes ({isa}) x 2"
     return peak, text
+
+
+def measured_gemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of torch's fp32 ``n x n`` matmul on ``threads`` threads, best of ``repeats``.
+
+    What a well-tuned BLAS kernel reaches on this CPU: a measured ceiling beside the paper peak of
+    :func:`cpu_peak_gflops` (turbo can lift it above that peak, memory traffic keeps convs below it).
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(old)
+    return 2 * n**3 / best / 1e9
 
 
 def environment(settings: BenchSettings) -> dict[str, Any]:
@@ -314,7 +336,7 @@ def protocol_text(settings: BenchSettings, env: dict[str, Any]) -> str:
         f"timed loop >= {settings.min_time:g} s, "
         f"{'CUDA synchronised per run, ' if settings.device.startswith('cuda') else ''}"
         f"median and p90 of per-run latency; GMACs = conv/deconv/linear MACs (forward hooks); "
-        f"torch {env['torch']}, {env['threads']} threads"
+        f"torch {env['torch']}, {env['threads']} thread{'s' * (env['threads'] != 1)}"
         + (f", {env['gpu']}" if "gpu" in env else "")
         + (f", onnxruntime {env['onnxruntime']}" if "onnxruntime" in env else "")
     )

@@ -87,10 +87,12 @@ def export_onnx(
         raise MultisegError(f"export: sample size {h}x{w} is not a multiple of the output stride {stride}")
     example = torch.randn(1, 3, h, w)
     names = list(wrapper.head_order)
-    # The exporter logs one warning per torchvision op it cannot register; torchvision is not a dependency.
-    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    old_level = registration_log.level
-    registration_log.setLevel(logging.ERROR)
+    # The exporter logs one warning per torchvision op it cannot register (torchvision is not a
+    # dependency), and onnx_ir one per empty attribute list it types as INTS (the right type here).
+    quiet = [logging.getLogger(n) for n in ("torch.onnx._internal.exporter._registration", "onnx_ir")]
+    old_levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -99,7 +101,8 @@ def export_onnx(
             else:
                 _export_dynamo(wrapper, example, path, names, stride if dynamic else None, opset)
     finally:
-        registration_log.setLevel(old_level)
+        for log, level in zip(quiet, old_levels, strict=True):
+            log.setLevel(level)
     return path
 
 

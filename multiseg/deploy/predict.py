@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from multiseg.data.base import hwc_to_chw
 from multiseg.data.gtsdb import GtsdbDataset
 from multiseg.data.io import IMAGE_EXTENSIONS, read_image
 from multiseg.data.pipeline import normalize_on_device
@@ -59,9 +60,13 @@ from multiseg.labels import (
     cityscapes_train_id_to_id_lut,
 )
 from multiseg.models import MultiHeadSegmenter, inference_model
+from multiseg.models.universal import UNIVERSAL
 
 #: Raw label folder name of each known head (the class ids written there).
-RAW_FOLDER = {"cityscapes": "trainIds", "gtsdb": "trainIds", "vistas": "indices", "lanes": "trainIds"}
+RAW_FOLDER = {
+    "cityscapes": "trainIds", "gtsdb": "trainIds", "vistas": "indices", "lanes": "trainIds",
+    "universal": "ids",
+}  # fmt: skip
 OVERLAY_ALPHA = 0.5
 
 
@@ -114,7 +119,7 @@ class ImageFolder(Dataset):
         h, w = image.shape[:2]
         size = network_size(w, h, self.fit)
         net_in = image if size == (w, h) else cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-        tensor = torch.from_numpy(np.ascontiguousarray(net_in.transpose(2, 0, 1)))
+        tensor = torch.from_numpy(hwc_to_chw(net_in))
         return {"path": path, "rel": rel, "image": image, "input": tensor}
 
 
@@ -217,6 +222,21 @@ def head_style(head: str, classes: int) -> HeadStyle:
     rng = np.random.default_rng(0)
     colours = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(classes)]
     return HeadStyle(tuple(f"class {i}" for i in range(classes)), _palette_lut(colours))
+
+
+def output_style(model: MultiHeadSegmenter, head: str) -> HeadStyle:
+    """:func:`head_style` of a model's output, the universal classes of a universal model included.
+
+    Universal classes taken from Vistas keep Vistas' colours; the others (GTSDB signs, merged classes)
+    get fixed random ones.
+    """
+    if head != UNIVERSAL or model.readout is None:
+        return head_style(head, model.num_classes[head])
+    names = model.readout.taxonomy.classes
+    vistas = {lab.name: lab.color for lab in VISTAS_V12_LABELS}
+    rng = np.random.default_rng(0)
+    colours = [vistas.get(n, tuple(int(c) for c in rng.integers(0, 256, 3))) for n in names]
+    return HeadStyle(tuple(names), _palette_lut(colours))
 
 
 def _write(path: Path, image: np.ndarray) -> None:
@@ -383,12 +403,16 @@ def load_for_predict(path: Path) -> tuple[MultiHeadSegmenter, tuple[int, int]]:
 
 
 def choose_heads(model: MultiHeadSegmenter, wanted: list[str] | None, submission: bool) -> list[str]:
-    """The heads to run: all, ``--heads``, or cityscapes for a submission; unknown names are a user error."""
+    """The heads to run: all, ``--heads``, or cityscapes for a submission; unknown names are a user error.
+
+    A universal model's outputs also include ``universal`` (its universal argmax is its unified map).
+    """
     if submission:
         wanted = ["cityscapes"]
+    universal = [UNIVERSAL] if model.readout is not None else []
     if wanted is None:
-        return model.head_names
-    if unknown := [h for h in wanted if h not in model.num_classes]:
+        return model.head_names + universal
+    if unknown := [h for h in wanted if h not in model.num_classes and h not in universal]:
         raise MultisegError(f"heads {unknown} are not in this checkpoint (it has {model.head_names})")
     return list(wanted)
 
@@ -407,8 +431,10 @@ def run_predict(checkpoint: Path, inputs: Sequence[Path], out: Path, opts: Predi
         check_submission_names([p.name for p, _ in files])
     fit = None if opts.full_size else (opts.size or fit_default)
     device = resolve_device(opts.device) if opts.backend == "torch" else torch.device("cpu")
-    styles = {h: head_style(h, model.num_classes[h]) for h in heads}
-    unified = not opts.submission and can_unify({h: model.num_classes[h] for h in heads})
+    styles = {h: output_style(model, h) for h in heads}
+    # A universal model's unified map is its universal argmax (the "universal" output), not a merge.
+    mergeable = model.readout is None and can_unify({h: model.num_classes[h] for h in heads})
+    unified = not opts.submission and mergeable
     writer = OutputWriter(out, styles, unified, submission=opts.submission)
     with tempfile.TemporaryDirectory(prefix="multiseg-onnx-") as tmp:
         if opts.backend == "onnxruntime":

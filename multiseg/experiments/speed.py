@@ -50,6 +50,7 @@ def measure_speed(model_config: Mapping[str, Any], opts: BenchOptions) -> dict[s
         model_config["name"],
         heads=dict(model_config["heads"]),
         head_mode=model_config["head_mode"],
+        taxonomy=model_config.get("taxonomy"),
         **dict(model_config.get("kwargs", {})),
     ).eval()
     params = model.num_parameters()

@@ -150,6 +150,8 @@ def table1_markdown(
         "– = not trained on that dataset. CS Cityscapes, GTSDB German Traffic Sign Detection Benchmark "
         "(boxes only), LM Lane Markings (Vistas), MV Mapillary Vistas.",
     ]
+    if any("n/a" in line for line in lines):
+        notes.append("n/a = no number: not measured in this grid, or (after /) not given in the paper.")
     if device:
         notes.append(f"Params and FPS of the network with all its heads, measured on {device}.")
     if published is not None:

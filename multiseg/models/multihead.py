@@ -7,6 +7,9 @@ Contract between the pieces an :class:`Architecture` builds:
 * **decoder** (``head_mode="decoder"``) ``(features, size) -> logits`` at ``size``.
 * **shared decoder** (``head_mode="last_conv"``) ``(features, size) -> dict[str, Tensor]``, class
   agnostic, then a per-dataset **last conv** ``(shared, size) -> logits``.
+* **universal** (``head_mode="universal"``): one decoder over the classes of a universal taxonomy;
+  each dataset's output is read out of it (:mod:`multiseg.models.universal`: log summed
+  probabilities), and the head name ``"universal"`` returns the universal logits themselves.
 
 The encoder runs once per batch. With ``heads={"cityscapes": idx_a, "gtsdb": idx_b}`` each head runs
 only on its own samples; in ``last_conv`` mode the shared decoder runs once on the union of those
@@ -26,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from multiseg.data.taxonomy import Taxonomy
 from multiseg.errors import MultisegError
+from multiseg.models.universal import UNIVERSAL, UniversalReadout
 
 Features = dict[str, Tensor]
 HeadSelection = Sequence[str] | Mapping[str, Tensor | None] | None
@@ -101,6 +106,7 @@ class MultiHeadSegmenter(nn.Module):
         heads: Mapping[str, int],
         head_mode: str = "decoder",
         pad_to_stride: bool = False,
+        taxonomy: Taxonomy | None = None,
     ) -> None:
         super().__init__()
         self.arch = arch
@@ -115,18 +121,31 @@ class MultiHeadSegmenter(nn.Module):
         self.num_classes: dict[str, int] = dict(heads)
         self.config: dict[str, Any] = {}
         self.encoder = arch.build_encoder()
-        if head_mode == "decoder":
+        self.readout: UniversalReadout | None = None
+        if head_mode == "universal":
+            if taxonomy is None:
+                raise MultisegError("head_mode 'universal' needs a taxonomy")
+            self.readout = UniversalReadout(taxonomy, heads)
+            self.shared_decoder = None
+            self.heads = nn.ModuleDict({UNIVERSAL: arch.build_decoder(taxonomy.num_classes)})
+        elif head_mode == "decoder":
             self.shared_decoder: nn.Module | None = None
             self.heads = nn.ModuleDict({h: arch.build_decoder(c) for h, c in heads.items()})
         elif head_mode == "last_conv":
             self.shared_decoder = arch.build_shared_decoder()
             self.heads = nn.ModuleDict({h: arch.build_last_conv(c) for h, c in heads.items()})
         else:
-            raise MultisegError(f"head_mode {head_mode!r} is not one of decoder, last_conv")
+            raise MultisegError(f"head_mode {head_mode!r} is not one of decoder, last_conv, universal")
 
     @property
     def head_names(self) -> list[str]:
         return list(self.num_classes)
+
+    def output_classes(self, head: str) -> int:
+        """Channels of output ``head``: a dataset head's classes, or the universal classes."""
+        if head == UNIVERSAL and self.readout is not None:
+            return self.readout.taxonomy.num_classes
+        return self.num_classes[head]
 
     def num_parameters(self) -> dict[str, int]:
         """Parameter counts: ``total``, ``encoder`` and ``decoder`` (everything after the encoder)."""
@@ -146,7 +165,8 @@ class MultiHeadSegmenter(nn.Module):
             chosen = {heads: None}
         else:
             chosen = dict.fromkeys(heads)
-        unknown = [h for h in chosen if h not in self.num_classes]
+        known = [*self.num_classes, UNIVERSAL] if self.readout is not None else list(self.num_classes)
+        unknown = [h for h in chosen if h not in known]
         if unknown:
             raise MultisegError(f"unknown head {unknown[0]!r}; this model has {', '.join(self.head_names)}")
         return chosen
@@ -172,6 +192,7 @@ class MultiHeadSegmenter(nn.Module):
             x: N x 3 x H x W images.
             heads: ``None`` (all heads, all samples), a list of head names (all samples), or a mapping
                 head -> LongTensor of sample indices into the batch (``None`` meaning all samples).
+                A universal model also answers ``"universal"`` (its universal logits).
 
         Returns:
             head name -> logits of shape (len(index) or N, num_classes[head], H, W).
@@ -185,7 +206,9 @@ class MultiHeadSegmenter(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h))
         size = (x.shape[-2], x.shape[-1])
         feats = self.encoder(x)
-        if self.shared_decoder is None:
+        if self.readout is not None:
+            out = self._run_universal(chosen, feats, size)
+        elif self.shared_decoder is None:
             out = {h: self._run_decoder(h, feats, idx, size) for h, idx in chosen.items()}
         else:
             out = self._run_last_convs(chosen, feats, size)
@@ -195,22 +218,45 @@ class MultiHeadSegmenter(nn.Module):
 
     def _empty(self, head: str, feats: Features, size: tuple[int, int]) -> Tensor:
         ref = next(iter(feats.values()))
-        return ref.new_zeros((0, self.num_classes[head], *size), dtype=ref.dtype)
+        return ref.new_zeros((0, self.output_classes(head), *size), dtype=ref.dtype)
 
     def _run_decoder(self, head: str, feats: Features, index: Tensor | None, size: tuple[int, int]) -> Tensor:
         if index is not None and index.numel() == 0:
             return self._empty(head, feats, size)
         return self.heads[head](select_batch(feats, index), size)
 
+    @staticmethod
+    def _union(chosen: dict[str, Tensor | None]) -> Tensor | None:
+        """The sorted sample indices any chosen head needs (``None``: the whole batch)."""
+        indices = [i for i in chosen.values() if i is not None]
+        if len(indices) < len(chosen):  # some head wants the whole batch
+            return None
+        return torch.unique(torch.cat([i.reshape(-1) for i in indices]))
+
+    def _run_universal(
+        self, chosen: dict[str, Tensor | None], feats: Features, size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        """One universal decoder on the samples any head needs; each dataset head read out of it."""
+        assert self.readout is not None
+        union = self._union(chosen)
+        if union is not None and union.numel() == 0:
+            return {h: self._empty(h, feats, size) for h in chosen}
+        logits = self.heads[UNIVERSAL](select_batch(feats, union), size)
+        out: dict[str, Tensor] = {}
+        for head, index in chosen.items():
+            if index is not None and index.numel() == 0:
+                out[head] = self._empty(head, feats, size)
+                continue
+            rows = None if union is None or index is None else torch.searchsorted(union, index)
+            mine = logits if rows is None else logits.index_select(0, rows)
+            out[head] = mine if head == UNIVERSAL else self.readout(mine, head)
+        return out
+
     def _run_last_convs(
         self, chosen: dict[str, Tensor | None], feats: Features, size: tuple[int, int]
     ) -> dict[str, Tensor]:
         assert self.shared_decoder is not None
-        indices = [i for i in chosen.values() if i is not None]
-        if len(indices) < len(chosen):  # some head wants the whole batch
-            union = None
-        else:
-            union = torch.unique(torch.cat([i.reshape(-1) for i in indices]))
+        union = self._union(chosen)
         out: dict[str, Tensor] = {}
         if union is not None and union.numel() == 0:
             return {h: self._empty(h, feats, size) for h in chosen}

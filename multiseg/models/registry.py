@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from multiseg.data.taxonomy import Taxonomy, load_taxonomy, restrict, taxonomy_from_dict
 from multiseg.errors import MultisegError
 from multiseg.files import load_torch_file
 from multiseg.models.multihead import Architecture, MultiHeadSegmenter
@@ -28,7 +29,7 @@ _REGISTRY: dict[str, Callable[..., Architecture]] = {}
 #: The paper's two main datasets; the default head table of :func:`create_model`.
 DEFAULT_HEADS: dict[str, int] = {"cityscapes": 19, "gtsdb": 44}
 
-HEAD_MODES = ("decoder", "last_conv")
+HEAD_MODES = ("decoder", "last_conv", "universal")
 
 A = TypeVar("A", bound=Callable[..., Architecture])
 
@@ -89,6 +90,7 @@ def create_model(
     head_mode: str = "decoder",
     encoder_weights: str | Path | None = None,
     pad_to_stride: bool = False,
+    taxonomy: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> MultiHeadSegmenter:
     """Build a multi-head segmenter.
@@ -96,18 +98,24 @@ def create_model(
     Args:
         name: a registered architecture (:func:`list_models`).
         heads: dataset name -> number of output classes; default ``{"cityscapes": 19, "gtsdb": 44}``.
-        head_mode: ``"decoder"`` (one full decoder per dataset, the paper's default) or ``"last_conv"``
-            (one shared decoder, only the class-emitting last layer per dataset).
+        head_mode: ``"decoder"`` (one full decoder per dataset, the paper's default), ``"last_conv"``
+            (one shared decoder, only the class-emitting last layer per dataset) or ``"universal"``
+            (one decoder over a universal taxonomy, each head read out of it).
         encoder_weights: optional file holding an encoder state dict (:func:`load_encoder_weights`).
         pad_to_stride: pad inputs whose size is not a multiple of the output stride and crop the
             logits back, instead of raising :class:`MultisegError`.
+        taxonomy: ``"universal"`` mode only: a :meth:`Taxonomy.to_dict` over exactly these heads;
+            default: the shipped taxonomy, restricted to the heads (:func:`multiseg.data.taxonomy.restrict`).
         **kwargs: architecture options (the architecture class's constructor arguments).
     """
     if head_mode not in HEAD_MODES:
         raise MultisegError(f"head_mode {head_mode!r} is not one of {', '.join(HEAD_MODES)}")
     head_table = _check_heads(DEFAULT_HEADS if heads is None else heads)
     arch = get_architecture(name, **kwargs)
-    model = MultiHeadSegmenter(arch, head_table, head_mode=head_mode, pad_to_stride=pad_to_stride)
+    tax = _taxonomy(head_table, taxonomy) if head_mode == "universal" else None
+    model = MultiHeadSegmenter(
+        arch, head_table, head_mode=head_mode, pad_to_stride=pad_to_stride, taxonomy=tax
+    )
     model.config = {
         "name": name,
         "heads": dict(head_table),
@@ -115,9 +123,21 @@ def create_model(
         "pad_to_stride": pad_to_stride,
         "kwargs": dict(kwargs),
     }
+    if tax is not None:
+        model.config["taxonomy"] = tax.to_dict()
     if encoder_weights is not None:
         load_encoder_weights(model, encoder_weights)
     return model
+
+
+def _taxonomy(heads: Mapping[str, int], given: Mapping[str, Any] | None) -> Taxonomy:
+    """The universal model's taxonomy: the one given, else the shipped one restricted to ``heads``."""
+    if given is None:
+        return restrict(load_taxonomy(), heads)
+    try:
+        return taxonomy_from_dict(given)
+    except (KeyError, TypeError, ValueError) as err:
+        raise MultisegError(f"taxonomy: not a taxonomy mapping ({err!r})") from None
 
 
 def _describe_keys(keys: list[str], limit: int = 5) -> str:
@@ -174,6 +194,7 @@ def model_from_checkpoint(path: str | Path) -> MultiHeadSegmenter:
         heads=config.get("heads"),
         head_mode=config.get("head_mode", "decoder"),
         pad_to_stride=config.get("pad_to_stride", False),
+        taxonomy=config.get("taxonomy"),
         **dict(config.get("kwargs", {})),
     )
     result = model.load_state_dict(state, strict=False)

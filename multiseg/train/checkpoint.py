@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from multiseg.errors import MultisegError
 from multiseg.files import atomic_write, load_torch_file
 
 
@@ -87,3 +88,34 @@ def describe_progress(blob: Mapping[str, Any]) -> tuple[str, int | None]:
     if step:
         return f"the last checkpoint, in epoch {done + 1}{of} after {step} of its steps{best_note}", done
     return f"the last checkpoint, after epoch {done}{of}{best_note}", done
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files (``.last.pt.*.tmp`` ...) that atomic writes of a killed run left behind.
+
+    :func:`~multiseg.files.atomic_write` deletes its temporary file on any exception, but not when the
+    process is killed while writing; nothing else ever reads such a file. Only call this while no other
+    process writes into ``run_dir`` (a run folder has one writer: the run's rank 0).
+    """
+    stale = sorted(p for p in Path(run_dir).glob(".*.tmp") if p.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _position(ckpt: dict[str, Any]) -> tuple[int, int]:
+    state = ckpt.get("state", {})
+    return int(state.get("epoch", 0)), int(state.get("step_in_epoch", 0))
+
+
+def resume_point(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+    """The checkpoint a run continues from: the further along of ``last.pt`` and ``best.pt``.
+
+    ``best.pt`` holds the same epoch-end state as ``last.pt`` and is written just before it, so a run
+    killed while writing ``last.pt`` (its first one, or a later one) resumes from ``best.pt``.
+    """
+    candidates = [Path(run_dir) / name for name in ("last.pt", "best.pt")]
+    found = [(p, load_checkpoint(p, map_location)) for p in candidates if p.is_file()]
+    if not found:
+        raise MultisegError(f"{run_dir}: no checkpoint to resume from (neither last.pt nor best.pt)")
+    return max(found, key=lambda item: _position(item[1]))  # max keeps the first (last.pt) on a tie

@@ -25,8 +25,8 @@ class TrainConfig:
     datasets: list[str] = field(default_factory=lambda: ["cityscapes", "gtsdb", "vistas"])
     #: folder with cityscapes/, gtsdb/, vistas/ in their official layouts; null: the demo world
     data_root: Path | None = None
-    #: the demo world used where data_root is null: small, or medium (3x the frames)
-    demo_size: Literal["small", "medium"] = "small"
+    #: the demo world used where data_root is null: small, medium (3x the frames) or full (real frame sizes)
+    demo_size: Literal["small", "medium", "full"] = "small"
     #: Cityscapes' own root (leftImg8bit/, gtFine/ inside); null: data_root/cityscapes
     cityscapes_root: Path | None = None
     #: GTSDB's own root (FullIJCNN2013/ inside); null: data_root/gtsdb
@@ -81,8 +81,11 @@ class TrainConfig:
     # -- model -----------------------------------------------------------------------------------
     #: the network: enet, erfnet, espnet, edanet, gunet, igumnet (see multiseg models)
     model: str = "erfnet"
-    #: decoder: a decoder per dataset; last_conv: one shared decoder, a last conv per dataset
-    head_mode: Literal["decoder", "last_conv"] = "decoder"
+    #: decoder: a decoder per dataset; last_conv: one shared decoder, a last conv per dataset;
+    #: universal: one head over the universal taxonomy's classes, trained with partial labels (NLL+)
+    head_mode: Literal["decoder", "last_conv", "universal"] = "decoder"
+    #: head_mode universal: the taxonomy YAML; null: multiseg/data/taxonomy.yaml
+    taxonomy: Path | None = None
     #: encoder weights to start from (multiseg pretrain's encoder.pt); null: random
     encoder_weights: Path | None = None
     #: architecture options, e.g. {dropout_64: 0.0} (the demo run turns ERFNet's dropout off)
@@ -99,6 +102,8 @@ class TrainConfig:
     batch_size: int = 6
     #: the budget, in epochs of reference_dataset, whatever else is mixed in
     epochs: int = 150
+    #: smoke runs: at most this many optimizer steps per epoch; null: whole epochs
+    max_steps: int | None = None
     #: the dataset whose epochs count: each epoch draws every one of its samples once
     reference_dataset: str = "cityscapes"
     #: exponent of the poly learning-rate decay (stepped per epoch)
@@ -156,6 +161,8 @@ class TrainConfig:
             raise ValueError(
                 f"reference_dataset {self.reference_dataset!r} is not in datasets {self.datasets}"
             )
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1 (or null: whole epochs)")
         for name in ("batch_size", "epochs", "crop_height", "crop_width", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

@@ -5,7 +5,9 @@ takes the sampler to draw every sample of the reference dataset once, whatever e
 sampler's own passes run on continuously underneath, so the budget does not depend on the other
 datasets' sizes.
 
-Exact resume: ``last.pt`` is written atomically at every epoch end and on Ctrl-C, and holds the model,
+Exact resume: ``last.pt`` is written atomically at every epoch end, on Ctrl-C and on SIGTERM (between
+two steps, :mod:`multiseg.train.signals`; exit 143), and ``best.pt`` holds the same epoch-end state when
+the epoch improved, written just before ``last.pt``. ``last.pt`` holds the model,
 optimiser, AMP scaler, loss weights, sampler position, every RNG state, the early-stopping state, the
 running epoch statistics and the step. Augmentation randomness is a pure function of the sampler's
 per-sample seeds, so a run killed at any moment and resumed from ``last.pt`` ends with the same
@@ -30,10 +32,18 @@ from tqdm import tqdm
 from multiseg.config import config_to_dict, save_config
 from multiseg.data.pipeline import SkippedFiles, build_train_loader
 from multiseg.data.sampler import samples_per_dataset
-from multiseg.errors import MultisegError
+from multiseg.data.taxonomy import load_taxonomy, restrict
+from multiseg.errors import MultisegError, Terminated
 from multiseg.models import create_model
 from multiseg.train.box_targets import BoxTargetOptions
-from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from multiseg.train.checkpoint import (
+    remove_stale_temporaries,
+    resume_point,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from multiseg.train.class_weights import class_weights
 from multiseg.train.config import TrainConfig
 from multiseg.train.data import build_train_datasets, build_val_sets, check_data_present
 from multiseg.train.device import autocast_dtype, cpu_bf16, resolve_device, to_device
@@ -43,9 +53,10 @@ from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
 from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.progress import RunClock, validates, validation_line
 from multiseg.train.schedule import poly_factor
-from multiseg.train.step import StepOutput, compute_losses, enet_class_weights
+from multiseg.train.signals import GracefulStop
+from multiseg.train.step import StepOutput, compute_losses
 from multiseg.train.summary import TrainSummary
-from multiseg.train.validate import validate
+from multiseg.train.validate import check_val_files, validate
 
 
 class TrainingDiverged(MultisegError):
@@ -111,6 +122,7 @@ class Trainer:
         self.train_sets = build_train_datasets(cfg)
         self.val_sets = build_val_sets(cfg)
         self.skipped = SkippedFiles()  # corrupt files skipped under skip_bad, reported at the end
+        check_val_files(self.val_sets, cfg, self.info, self.skipped, self.info.is_main)
         self.names = [d.name for d in self.train_sets]
         self.net = create_model(
             cfg.model,
@@ -118,6 +130,7 @@ class Trainer:
             head_mode=cfg.head_mode,
             encoder_weights=cfg.encoder_weights,
             pad_to_stride=True,  # validation frames keep their aspect ratio, so sizes vary
+            taxonomy=self._taxonomy(),
             **cfg.model_kwargs,
         )
         self.box_opts = BoxTargetOptions(
@@ -126,7 +139,11 @@ class Trainer:
             min_coverage=cfg.gtsdb_min_coverage,
         )
         self.module = JointModule(
-            self.net, self._weighting(), self.names, self.box_opts, self._class_weights()
+            self.net,
+            self._weighting(),
+            self.names,
+            self.box_opts,
+            class_weights(self.train_sets, cfg.class_weighted_heads, self.skipped, self.info.is_main),
         ).to(self.device)
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.channels_last = cfg.channels_last and (
@@ -166,14 +183,25 @@ class Trainer:
         self.loader.generator = torch.Generator().manual_seed(cfg.seed)
         self.steps_per_epoch = self._steps_per_epoch(multi.sizes)
         self.early = EarlyStopping(cfg.patience)
+        self.stop = GracefulStop(self.info, self.device)
         self.state = TrainState()
         self.log = MetricsLog(self.run_dir, tensorboard=self.info.is_main) if self.info.is_main else None
         self.resumed = resume
+        if self.info.is_main and (stale := remove_stale_temporaries(self.run_dir)):
+            names = ", ".join(p.name for p in stale)
+            print(f"multiseg: removed {names} (left by a run killed while writing)", flush=True)
         if resume:
-            self._load(self.run_dir / "last.pt")
+            self._load()
         self.clock = RunClock(cfg.epochs, self.steps_per_epoch, cfg.val_every)
 
     # -- construction helpers ------------------------------------------------------------------
+
+    def _taxonomy(self) -> dict[str, Any] | None:
+        """``head_mode: universal``: the taxonomy file restricted to this run's heads, else None."""
+        if self.cfg.head_mode != "universal":
+            return None
+        heads = {d.name: d.num_classes for d in self.train_sets}
+        return restrict(load_taxonomy(self.cfg.taxonomy), heads).to_dict()
 
     def _weighting(self) -> nn.Module:
         if self.cfg.loss_weighting == "learned":
@@ -184,23 +212,6 @@ class Trainer:
             return FixedWeighting(self.names, self.cfg.loss_weights)
         except ValueError as err:
             raise MultisegError(f"config key 'loss_weights': {err}") from None
-
-    def _class_weights(self) -> dict[str, torch.Tensor]:
-        """ENet class weights for the heads named in ``class_weighted_heads``, from their training targets."""
-        unknown = set(self.cfg.class_weighted_heads) - set(self.names)
-        if unknown:
-            raise MultisegError(f"config key 'class_weighted_heads': {sorted(unknown)} are not in datasets")
-        weights = {}
-        for ds in self.train_sets:
-            if ds.name in self.cfg.class_weighted_heads:
-                counts = torch.zeros(ds.num_classes, dtype=torch.float64)
-                for i in tqdm(
-                    range(len(ds)), desc=f"class frequencies ({ds.name})", disable=not self.info.is_main
-                ):
-                    label = torch.from_numpy(ds.finish(ds.load(i)).label).long().flatten()
-                    counts += torch.bincount(label[label < ds.num_classes], minlength=ds.num_classes).double()
-                weights[ds.name] = enet_class_weights(counts)
-        return weights
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """Adam on the network (with weight decay) and on the log-variances (without, at constant LR).
@@ -221,11 +232,13 @@ class Trainer:
         return [self.cfg.balance_weights[name] for name in self.names]
 
     def _steps_per_epoch(self, sizes: list[int]) -> int:
-        """Steps that draw every sample of the reference dataset once (see module docstring)."""
+        """Steps that draw every sample of the reference dataset once (see module docstring), at most
+        ``max_steps``."""
         counts = samples_per_dataset(sizes, self.cfg.balance, self._balance_weights())
         ref = self.names.index(self.cfg.reference_dataset)
         samples = sum(counts) * sizes[ref] / counts[ref]
-        return max(1, math.ceil(samples / self.cfg.batch_size))
+        steps = max(1, math.ceil(samples / self.cfg.batch_size))
+        return steps if self.cfg.max_steps is None else min(steps, self.cfg.max_steps)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -246,8 +259,9 @@ class Trainer:
         if self.info.is_main:
             save_checkpoint(self._checkpoint(), self.run_dir / name)
 
-    def _load(self, path: Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
+    def _load(self) -> None:
+        """Continue from the run folder's :func:`resume_point` (``last.pt``, or ``best.pt`` when newer)."""
+        path, ckpt = resume_point(self.run_dir, map_location=self.device)
         self.module.net.load_state_dict(ckpt["model"])
         self.module.weighting.load_state_dict(ckpt["weighting"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -257,6 +271,13 @@ class Trainer:
         set_rng_state(ckpt["rng"])
         if self.log is not None:
             self.log.truncate(self.state.epoch)  # rows are labelled 1..epochs done
+        if path.name != "last.pt" and self.info.is_main:
+            why = "is missing" if not (self.run_dir / "last.pt").is_file() else "is older"
+            print(
+                f"multiseg: last.pt {why} (the run was killed while writing it); "
+                f"resuming from {path.name}, end of epoch {self.state.epoch}",
+                flush=True,
+            )
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -271,6 +292,15 @@ class Trainer:
             self.state.sampler_epoch += 1
             self.state.sampler_batch = 0
             self.sampler.set_epoch(self.state.sampler_epoch)
+
+    def _next_batch(self, stream: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """The next batch; workers that SIGTERM ended (it reaches all of a job's processes) stop the run."""
+        try:
+            return next(stream)
+        except Exception:  # "worker exited unexpectedly", or a message cut off by the exit
+            if not self.stop.signalled:
+                raise
+            raise Terminated("") from None
 
     def _set_lr(self, epoch: int) -> float:
         factor = poly_factor(epoch, self.cfg.epochs, self.cfg.poly_power, self.cfg.poly_form)
@@ -341,19 +371,19 @@ class Trainer:
         final: dict[str, float] = {}
         stopped = False
         try:
-            while self.state.epoch < self.cfg.epochs:
-                final = self._run_epoch(stream)
-                if broadcast_flag(self.early.should_stop, self.info, self.device):
-                    stopped = True
-                    break
+            with self.stop:
+                while self.state.epoch < self.cfg.epochs:
+                    final = self._run_epoch(stream)
+                    if broadcast_flag(self.early.should_stop, self.info, self.device):
+                        stopped = True
+                        break
+        except Terminated:
+            self._save("last.pt")
+            raise Terminated(self._stop_line("stopped by SIGTERM")) from None
         except KeyboardInterrupt:
             self._save("last.pt")
             if self.info.is_main:
-                print(
-                    f"interrupted at epoch {self.state.epoch + 1} step {self.state.step_in_epoch}; "
-                    f"resumable checkpoint written (continue with: multiseg train --resume {self.run_dir})",
-                    file=sys.stderr,
-                )
+                print(self._stop_line("interrupted"), file=sys.stderr)
             raise
         if self.log is not None:
             self.log.plot(self.run_dir)
@@ -371,6 +401,15 @@ class Trainer:
             is_main=self.info.is_main,
         )
 
+    def _stop_line(self, what: str) -> str:
+        """Where the run stopped and how to go on (rank 0; empty elsewhere, so one line is printed)."""
+        if not self.info.is_main:
+            return ""
+        return (
+            f"{what} at epoch {self.state.epoch + 1} step {self.state.step_in_epoch}; "
+            f"resumable checkpoint written (continue with: multiseg train --resume {self.run_dir})"
+        )
+
     def _skipped_report(self) -> str:
         """The skip_bad report over all ranks (each rank only sees its own shard's batches)."""
         counts = [dict(self.skipped.counts)]
@@ -384,7 +423,8 @@ class Trainer:
 
     def _banner(self) -> str:
         """One line saying what runs where: model, heads, device, precision, budget, run folder."""
-        where = self.device.type if self.device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        where = "cuda" if self.device.type == "cuda" else f"cpu ({threads} thread{'s' * (threads != 1)})"
         dtype = str(self.amp_dtype).removeprefix("torch.")
         precision = "fp32" if self.amp_dtype is None else f"{dtype} autocast"
         layout = ", channels_last" if self.channels_last else ""
@@ -423,7 +463,9 @@ class Trainer:
         ) as bar:
             self.clock.start_epoch()
             while self.state.step_in_epoch < self.steps_per_epoch:
-                out = self._train_step(next(stream))
+                if self.stop.requested():  # SIGTERM: stop between two steps (train/signals.py)
+                    raise Terminated("")
+                out = self._train_step(self._next_batch(stream))
                 self._accumulate(out)
                 self.state.step_in_epoch += 1
                 self.state.global_step += 1
@@ -433,15 +475,16 @@ class Trainer:
                     left = self.clock.left_text(epoch, self.state.step_in_epoch)
                     bar.set_postfix(loss=f"{float(out.losses['total']):.3f}", lr=f"{lr:.2e}", run_left=left)
         row = {"lr": lr, **self._epoch_stats()}
+        improved = False
         if validates(epoch + 1, self.cfg.epochs, self.cfg.val_every):
             net, info, started = self.module.net, self.info, time.perf_counter()
-            row.update(validate(net, self.val_sets, self.cfg, self.device, info, self.skipped))
+            with self.stop.validation():
+                row.update(validate(net, self.val_sets, self.cfg, self.device, info, self.skipped))
             self.clock.validation_done(time.perf_counter() - started)
             miou = [v for k, v in row.items() if k.startswith("miou/") and not math.isnan(v)]
             score = sum(miou) / len(miou) if miou else float("nan")
             row["miou/mean"] = score
-            if self.early.step(score, epoch + 1):
-                self._save("best.pt")
+            improved = self.early.step(score, epoch + 1)
             if self.info.is_main:
                 left = self.clock.left_text(epoch + 1, 0) if epoch + 1 < self.cfg.epochs else None
                 best = (self.early.best, self.early.best_epoch)
@@ -451,5 +494,7 @@ class Trainer:
         self.state.epoch += 1
         self.state.step_in_epoch = 0
         self.state.running = {}
+        if improved:  # the same epoch-end state as last.pt, written first: either one resumes the run
+            self._save("best.pt")
         self._save("last.pt")
         return row

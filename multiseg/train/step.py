@@ -5,6 +5,10 @@ The batch follows the data pipeline's contract (:mod:`multiseg.data.pipeline`): 
 and per-sample ``boxes`` / ``box_classes`` lists for box-only datasets. The encoder runs once on the
 whole batch; each head runs only on its own samples, plus the Cityscapes head on GTSDB samples when
 their targets are merged with its prediction.
+
+A universal model (``head_mode: universal``) runs its one decoder on the whole batch; each dataset's
+samples get the NLL+ loss over their classes' universal sets, and the GTSDB box rule reads "traffic
+sign" off the same logits' Cityscapes read-out.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from torch import nn
 
 from multiseg.data.pipeline import normalize_on_device
 from multiseg.labels import CITYSCAPES_TRAFFIC_SIGN, IGNORE_INDEX
+from multiseg.models.universal import UNIVERSAL
 from multiseg.train.box_targets import BoxTargetOptions, merge_batch
+from multiseg.train.universal import nll_plus
 
 
 @dataclass
@@ -65,6 +71,8 @@ def compute_losses(
     labels = batch["label"].long()
     dataset_index = batch["dataset_index"]
     merge = box_opts.policy == "merge" and "gtsdb" in dataset_names and "cityscapes" in dataset_names
+    if getattr(model, "readout", None) is not None:
+        return _universal_losses(model, batch, dataset_names, box_opts, class_weights or {}, merge)
     selection = head_selection(dataset_index, dataset_names, merge)
     outputs = model(normalize_on_device(images), heads=selection)
     out = StepOutput()
@@ -83,6 +91,45 @@ def compute_losses(
         else:
             target = labels[own]
         loss = _ce(logits[: own.numel()], target, (class_weights or {}).get(name))
+        if loss is not None:
+            out.losses[name] = loss
+    return out
+
+
+def _universal_losses(
+    model: nn.Module,
+    batch: Mapping[str, object],
+    dataset_names: Sequence[str],
+    box_opts: BoxTargetOptions,
+    class_weights: Mapping[str, torch.Tensor],
+    merge: bool,
+) -> StepOutput:
+    """Per-dataset NLL+ of a universal model; GTSDB targets from the box rule, as label sets.
+
+    The box rule is the multi-head one (:mod:`multiseg.train.box_targets`) with the Cityscapes read-out
+    of the same universal logits as "the Cityscapes head": in-box pixels it calls "traffic sign" get
+    the box's sign (that sign's universal class), the others GTSDB background (every universal class
+    but the 43 signs) or ignore, and a GTSDB sample's loss is NLL+ over those sets.
+    """
+    labels = batch["label"].long()
+    dataset_index = batch["dataset_index"]
+    logits = model(normalize_on_device(batch["image"]), heads={UNIVERSAL: None})[UNIVERSAL]
+    out = StepOutput()
+    for i, name in enumerate(dataset_names):
+        own = torch.nonzero(dataset_index == i).flatten()
+        if own.numel() == 0:
+            continue
+        mine = logits.index_select(0, own)
+        target = labels[own]
+        if name == "gtsdb" and merge:
+            with torch.no_grad():
+                sign = model.readout(mine.detach(), "cityscapes").argmax(dim=1) == CITYSCAPES_TRAFFIC_SIGN
+            boxes = [batch["boxes"][j] for j in own.tolist()]
+            classes = [batch["box_classes"][j] for j in own.tolist()]
+            target, merged, fell = merge_batch(sign, boxes, classes, target, box_opts)
+            out.boxes_merged += merged
+            out.boxes_fallback += fell
+        loss = nll_plus(mine, target, model.readout.membership(name), class_weights.get(name))
         if loss is not None:
             out.losses[name] = loss
     return out

@@ -37,7 +37,9 @@ class TrainSummary:
         lines.append(f"{'metric':<28} {'last epoch':>10}")
         for key, value in sorted(self.final.items()):
             if key.startswith((*SCORE_PREFIXES, "weight/")):
-                lines.append(f"{key:<28} {value:>10.4f}")
+                lines.append(f"{key:<28} {_number(value):>10}")
+        if any(v != v for v in self.final.values()):  # nan
+            lines.append("-: no value (no pixel of the classes in the ground truth or the predictions)")
         words = head_sentences(self.final, self.classes)
         if words:
             lines.append(f"what each head reached at the last validation (epoch {self.epochs_run}):")
@@ -97,3 +99,8 @@ def _pct(value: float) -> str:
         return "-"
     pct = 100 * value
     return f"{pct:.1f} %" if pct < 10 else f"{pct:.0f} %"
+
+
+def _number(value: float) -> str:
+    """Four decimals, or ``-`` for ``nan`` (a score with nothing to count)."""
+    return "-" if value != value else f"{value:.4f}"

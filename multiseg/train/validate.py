@@ -19,9 +19,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
 
-from multiseg.data.pipeline import SkippedFiles, collate, normalize_on_device
+from multiseg.data.base import SegDataset
+from multiseg.data.pipeline import SkippedFiles, collate, exit_on_sigterm, normalize_on_device
 from multiseg.labels import CITYSCAPES_TRAFFIC_SIGN
 from multiseg.metrics import ConfusionMatrix, sign_scores
 from multiseg.train.box_targets import BoxTargetOptions, merge_sample
@@ -42,8 +44,7 @@ SCORE_PREFIXES = (
 
 def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
     """This rank's share of a validation set, optionally capped, one image per batch."""
-    n = len(dataset) if cfg.val_max_samples is None else min(len(dataset), cfg.val_max_samples)
-    shard = Subset(dataset, list(range(info.rank, n, info.world_size)))
+    shard = Subset(dataset, list(range(info.rank, _val_count(dataset, cfg), info.world_size)))
     workers = min(cfg.workers, 1)
     return DataLoader(
         shard,
@@ -51,7 +52,55 @@ def _loader(dataset: Any, cfg: TrainConfig, info: DistInfo) -> DataLoader:
         collate_fn=collate,
         num_workers=workers,
         generator=torch.Generator(),  # keeps the global RNG stream untouched (exact resume)
+        worker_init_fn=exit_on_sigterm,
     )
+
+
+class _FileCheck(Dataset):
+    """Item ``i``: the path of sample ``i`` when it is unreadable under ``skip_bad``, else ``""``."""
+
+    def __init__(self, dataset: SegDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> str:
+        ok = self.dataset.load_or_skip(index) is not None
+        return "" if ok else str(self.dataset.records[index].image)
+
+
+def check_val_files(
+    val_sets: list[ValSet], cfg: TrainConfig, info: DistInfo, skipped: SkippedFiles, show: bool = True
+) -> None:
+    """Decode every file this rank will validate on, before the first epoch.
+
+    A corrupt validation file otherwise stops the run at its first validation, after a whole
+    ``val_every`` of training and before any ``last.pt``. Here it is a one-line error before training
+    starts, or, with ``skip_bad``, a skip counted in ``skipped`` (and skipped again at each validation).
+    Decoding runs in ``workers`` DataLoader processes; it costs about one validation without the network.
+    """
+    datasets = [ds for vs in val_sets for ds in (vs.dataset, vs.pixel_gt) if ds is not None]
+    total = sum(_val_count(ds, cfg) for ds in datasets)
+    with tqdm(total=total, desc="checking validation files", disable=not show, leave=False) as bar:
+        for ds in datasets:
+            shard = Subset(_FileCheck(ds), list(range(info.rank, _val_count(ds, cfg), info.world_size)))
+            loader = DataLoader(
+                shard,
+                batch_size=8,
+                collate_fn=list,
+                num_workers=cfg.workers,
+                generator=torch.Generator(),
+                worker_init_fn=exit_on_sigterm,
+            )
+            for paths in loader:
+                skipped.counts.update(p for p in paths if p)
+                bar.update(len(paths) * info.world_size)
+
+
+def _val_count(dataset: SegDataset, cfg: TrainConfig) -> int:
+    """How many samples of ``dataset`` validation reads (``val_max_samples`` caps it)."""
+    return len(dataset) if cfg.val_max_samples is None else min(len(dataset), cfg.val_max_samples)
 
 
 @torch.inference_mode()
