@@ -228,7 +228,9 @@ def test_eval_says_which_checkpoint_and_epoch_it_scored(
     res = _run(["eval", str(run_dir / "last.pt"), *quick, "--out", str(tmp_path / "b")])
     assert res.returncode == 0, res.stderr
     first = res.stdout.splitlines()[0]
-    assert first.startswith(f"scored {run_dir / 'last.pt'}: the last checkpoint, after epoch 2 of 2")
+    last = f"scored {run_dir / 'last.pt'}: the last checkpoint, after epoch 2 of 2"
+    also = f", also the best (best mean validation mIoU, {best['best']:.4f})"
+    assert first == last + (also if best["best_epoch"] == 2 else "; the best validation was epoch 1")
     assert json.loads((tmp_path / "b" / "eval.json").read_text())["checkpoint_epoch"] == 2
 
 

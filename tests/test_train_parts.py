@@ -297,3 +297,34 @@ def test_the_long_demo_config_is_the_default_run_with_more_frames_epochs_and_sig
     long = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs/demo/long.yaml")
     changed = {line.split(":")[0] for line in config_differences(demo_config(), long)}
     assert changed == {"demo_size", "dataset_resize", "epochs", "val_every", "out_dir"}
+
+
+def test_describe_progress_names_the_checkpoint_kind_and_epoch() -> None:
+    from multiseg.train.checkpoint import describe_progress
+
+    def blob(epoch: int, step: int, best_epoch: int) -> dict:
+        early = {"best": 0.25, "best_epoch": best_epoch, "bad_epochs": 0}
+        return {
+            "state": {"epoch": epoch, "step_in_epoch": step},
+            "early_stopping": early,
+            "config": {"epochs": 8},
+        }
+
+    best = "best mean validation mIoU, 0.2500"
+    assert describe_progress(blob(3, 0, 3), "best.pt") == (
+        f"the best checkpoint ({best}), after epoch 3 of 8",
+        3,
+    )
+    assert describe_progress(blob(2, 40, 3), "best.pt")[1] == 3  # the older layout: before the counter moved
+    assert (
+        describe_progress(blob(3, 0, 3), "last.pt")[0]
+        == f"the last checkpoint, after epoch 3 of 8, also the best ({best})"
+    )
+    assert describe_progress(blob(4, 0, 3), "last.pt") == (
+        "the last checkpoint, after epoch 4 of 8; the best validation was epoch 3",
+        4,
+    )
+    assert describe_progress(blob(4, 7, 3), "last.pt")[0].startswith(
+        "the last checkpoint, in epoch 5 of 8 after 7 of"
+    )
+    assert describe_progress({"model": {}}, "enet.pt") == ("no training state in it: epoch unknown", None)

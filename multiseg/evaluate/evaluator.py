@@ -391,7 +391,7 @@ def run_eval(path: Path, opts: EvalOptions, out: Path | None) -> str:
         "seconds": round(seconds, 2), "skipped_files": sorted(skipped.counts),
         "tta": None if opts.tta is None else {"scales": list(opts.tta.scales), "flip": opts.tta.flip},
     }  # fmt: skip
-    progress, epoch = describe_progress(load_checkpoint(ckpt))
+    progress, epoch = describe_progress(load_checkpoint(ckpt), ckpt.name)
     meta["checkpoint_epoch"] = epoch
     write_report(results, meta, out, resolution)
     files = "eval.json, eval.csv, iou_*.png, confusion_*.png"

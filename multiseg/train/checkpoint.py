@@ -65,15 +65,15 @@ def _as_tuple(value: Any) -> Any:
     return value
 
 
-def describe_progress(blob: Mapping[str, Any]) -> tuple[str, int | None]:
-    """Which kind of ``multiseg train`` checkpoint ``blob`` is and how far training had got, in words, and
-    the epoch (1-based) whose weights it holds; ``("no training state in it: epoch unknown", None)`` for
-    a checkpoint without one (an export, a hand-made file).
+def describe_progress(blob: Mapping[str, Any], name: str) -> tuple[str, int | None]:
+    """Which ``multiseg train`` checkpoint ``blob`` (file ``name``) is and how far training had got, in
+    words, and the epoch (1-based) whose weights it holds; ``("no training state in it: epoch unknown",
+    None)`` for a checkpoint without one (an export, a hand-made file).
 
-    ``best.pt`` is written at the validation that set the best mean mIoU, before the epoch counter moves
-    on (its ``state.epoch`` is that epoch's 0-based index and its step that epoch's last); ``last.pt`` at
-    every epoch's end (step 0 of the next) and on an interruption (mid-epoch). The content tells them
-    apart, so a renamed file is still described right.
+    ``best.pt`` holds the epoch-end state of the epoch that set the best mean mIoU (the same as that
+    epoch's ``last.pt``), so only the name tells the two apart; a ``best.pt`` of the older layout, written
+    before the epoch counter moved on (step = that epoch's last), is read as that epoch's end.
+    ``last.pt`` is written at every epoch's end and on an interruption (then mid-epoch).
     """
     state, early = blob.get("state"), blob.get("early_stopping") or {}
     if not isinstance(state, Mapping):
@@ -81,9 +81,13 @@ def describe_progress(blob: Mapping[str, Any]) -> tuple[str, int | None]:
     epochs = (blob.get("config") or {}).get("epochs")
     of = f" of {epochs}" if epochs else ""
     done, step, best = int(state["epoch"]), int(state["step_in_epoch"]), int(early.get("best_epoch", -1))
-    if best == done + 1 and step > 0:
-        score = early.get("best", float("nan"))
-        return f"the best checkpoint (best mean validation mIoU, {score:.4f}), after epoch {best}{of}", best
+    if best == done + 1 and step > 0:  # the older best.pt layout
+        done, step = best, 0
+    score = f"best mean validation mIoU, {float(early.get('best', float('nan'))):.4f}"
+    if name == "best.pt" and best == done and not step:
+        return f"the best checkpoint ({score}), after epoch {done}{of}", done
+    if best == done and not step:
+        return f"the last checkpoint, after epoch {done}{of}, also the best ({score})", done
     best_note = f"; the best validation was epoch {best}" if best > 0 else ""
     if step:
         return f"the last checkpoint, in epoch {done + 1}{of} after {step} of its steps{best_note}", done
