@@ -217,6 +217,7 @@ def main() -> None:
         return
     if args.quick:
         args.models, args.size, args.batch, args.steps, args.frames = ["enet"], "64x128", 2, 1, 1
+        args.warmup = 0
         args.threads = args.threads or 1  # tiny work: more threads only wait on each other
     run_all(args)
 
@@ -228,7 +229,8 @@ def run_all(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-full-scale-") as tmp:
         work = Path(tmp)
         data = work / "data"
-        frames_what = write_val_frames(data, args.frames + 1, args.quick)
+        needs_frames = bool({"eval", "predict"} & set(args.what))
+        frames_what = write_val_frames(data, args.frames + 1, args.quick) if needs_frames else "none"
         fit = (256, 128) if args.quick else (1024, 512)
         print("protocol: see the module docstring of benchmarks/bench_full_scale.py; here:")
         print(
@@ -245,7 +247,7 @@ def run_all(args: argparse.Namespace) -> None:
         print(f"  command: {' '.join([Path(sys.executable).name, *sys.argv])}")
         rows: list[dict[str, Any]] = []
         for model in args.models:
-            ckpt = write_checkpoint(work / f"{model}.pt", model, data, fit)
+            ckpt = write_checkpoint(work / f"{model}.pt", model, data, fit) if needs_frames else None
             cases: list[tuple[str, str, list[str]]] = []
             for amp in args.amp if "train" in args.what else []:
                 train = ["--case", "train", "--model", model, "--amp-one", amp, "--size", args.size,

@@ -204,6 +204,8 @@ def test_exif_orientation_is_read_in_both_byte_orders() -> None:
     assert_image_equal(big_endian_exif_jpeg(3), fast=False)
     assert_image_equal(big_endian_exif_jpeg(1), fast=True)
     assert cv2_rgb(big_endian_exif_jpeg(6)).shape[:2] == (24, 16)  # why: OpenCV turns the frame
+    padded = big_endian_exif_jpeg(6).replace(b"\xff\xe1", b"\xff\xff\xe1", 1)  # a fill byte
+    assert decoders.jpeg_orientation(padded) == 6
 
 
 def test_label_kinds_decode_as_before() -> None:

@@ -52,6 +52,9 @@ def jpeg_orientation(data: bytes) -> int:
     pos = 2
     while pos + 4 <= len(data) and data[pos] == 0xFF:
         marker = data[pos + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            pos += 1
+            continue
         if marker in (0xDA, 0xD9):  # start of scan / end of image: no more header segments
             break
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
