@@ -35,11 +35,12 @@ from multiseg.models import create_model
 from multiseg.train.box_targets import BoxTargetOptions
 from multiseg.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from multiseg.train.config import TrainConfig
-from multiseg.train.data import build_train_datasets, build_val_sets, check_data_present
+from multiseg.train.data import build_train_datasets, build_val_sets, check_crop_fits, check_data_present
 from multiseg.train.device import autocast_dtype, cpu_bf16, resolve_device, to_device
 from multiseg.train.distributed import DistInfo, broadcast_flag, init_distributed
 from multiseg.train.early_stopping import EarlyStopping
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
+from multiseg.train.memory import check_step_fits
 from multiseg.train.metrics_log import MetricsLog
 from multiseg.train.schedule import poly_factor
 from multiseg.train.step import StepOutput, compute_losses, enet_class_weights
@@ -106,6 +107,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.info.local_rank)
         check_data_present(cfg)
+        check_crop_fits(cfg)
         torch.manual_seed(cfg.seed)
         self.train_sets = build_train_datasets(cfg)
         self.val_sets = build_val_sets(cfg)
@@ -133,6 +135,9 @@ class Trainer:
         )
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
+        per_rank = max(1, cfg.batch_size // self.info.world_size)
+        crop = (cfg.crop_height, cfg.crop_width)
+        check_step_fits(self.net, cfg.model, per_rank, crop, self.device, self.amp_dtype)
         if cfg.sync_bn and self.info.distributed and self.device.type == "cuda":
             self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
         self.ddp: nn.Module = self.module
