@@ -101,3 +101,23 @@ def test_step_memory_is_linear_in_the_pixels_and_leaves_the_net_untouched() -> N
     assert one.activations == pytest.approx(measured, rel=0.1)
     with pytest.raises(MultisegError, match=r"^batch_size 100000 of 1024x512 crops needs at least"):
         check_step_fits(net, "erfnet", 100_000, (512, 1024), torch.device("cpu"))
+
+
+def test_grid_evaluate_section_and_smoke_budget(tmp_path: Path) -> None:
+    from multiseg.experiments.grid import SMOKE_BUDGET, EvaluateOptions, load_grid, smoke_bench
+
+    paper = Path(__file__).resolve().parents[1] / "configs" / "paper"
+    grid = tmp_path / "grid.yaml"
+    bad = (("{full_res: 1}", "full_res must be true or false"), ("{tta: true}", "unknown key"))
+    for section, problem in bad:
+        grid.write_text(f"evaluate: {section}\ncells: [{paper / 'enet/cs.yaml'}]\n")
+        with pytest.raises(MultisegError, match=f"evaluate: {problem}"):
+            load_grid(grid)
+    loaded = load_grid(paper / "grid.yaml", SMOKE_BUDGET)
+    assert loaded.evaluate == EvaluateOptions(full_res=True) and len(loaded.cells) == 42
+    budgets = {(c.cfg.epochs, c.cfg.max_steps, c.cfg.batch_size, c.cfg.val_max_samples) for c in loaded.cells}
+    assert budgets == {(1, 2, 2, 1)}
+    sizes = {(c.cfg.crop_width, c.cfg.crop_height, c.cfg.resize_width) for c in loaded.cells}
+    assert sizes == {(1024, 512, 1024)}  # the paper's sizes stay: only the budget changes
+    bench = smoke_bench(loaded).bench
+    assert (bench.warmup, bench.min_time, bench.size) == (1, 0.0, (512, 1024))
