@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import multiseg.demo.world as demo
+from multiseg.cli import main
 from multiseg.labels import CITYSCAPES_LABELS
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
@@ -63,6 +64,15 @@ def test_vistas_sizes_are_taken_in_turn_and_keys_match_the_small_world() -> None
         w, h = demo.FULL_VISTAS_SIZES[slot]
         assert frame.rgb.shape == (h, w, 3) and frame.world.shape == (h, w)
         assert key == demo.vistas_frame(5, 7)[0]  # the same frame of the same world, at another size
+
+
+def test_too_few_frames_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo-data", "--size", "full", "--frames", "2", "--root", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "multiseg demo-data: error: frames per dataset (--frames, n_frames) must be at least 3, got 2"
+    )
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.slow

@@ -202,7 +202,7 @@ def frame_counts(size: str, n_frames: int | None) -> FrameCounts:
         raise MultisegError(f"unknown demo world size {size!r}; choose one of {', '.join(SIZES)}")
     if n_frames is not None:
         if n_frames < 3:
-            raise MultisegError(f"n_frames must be at least 3, got {n_frames}")
+            raise MultisegError(f"frames per dataset (--frames, n_frames) must be at least 3, got {n_frames}")
         val = max(1, n_frames // 5)
         return FrameCounts(n_frames - val, val, n_frames, n_frames - val, val)
     if size == "full":  # a smoke-test world: every frame size, a few frames each (about a minute)

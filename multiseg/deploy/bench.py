@@ -202,8 +202,10 @@ def benchmark_model(name: str, settings: BenchSettings) -> BenchResult:
     model = create_model(name, heads=HEAD_SETS[settings.heads]).eval()
     stride = model.output_stride
     if settings.size[0] % stride or settings.size[1] % stride:
+        h, w = settings.size
         raise MultisegError(
-            f"bench: size {settings.size[0]}x{settings.size[1]} is not a multiple of {name}'s stride {stride}"
+            f"bench: --size {h}x{w} is not a multiple of {name}'s output stride {stride} "
+            f"(e.g. {-(-h // stride) * stride}x{-(-w // stride) * stride} is); change --size"
         )
     macs = count_macs(model, torch.randn(1, 3, *settings.size))
     cuda = settings.device.startswith("cuda")

@@ -84,7 +84,10 @@ def export_onnx(
     stride = model.output_stride
     h, w = sample_size
     if h % stride or w % stride:
-        raise MultisegError(f"export: sample size {h}x{w} is not a multiple of the output stride {stride}")
+        raise MultisegError(
+            f"export: --size {h}x{w} is not a multiple of the output stride {stride} "
+            f"(e.g. {-(-h // stride) * stride}x{-(-w // stride) * stride} is); change --size"
+        )
     example = torch.randn(1, 3, h, w)
     names = list(wrapper.head_order)
     # The exporter logs one warning per torchvision op it cannot register (torchvision is not a

@@ -246,8 +246,9 @@ def _mean_text(value: float) -> str:
 
 def run_grid(grid: Grid, out_dir: Path, published_path: Path | None = None) -> StudyOutputs:
     """Run every cell of ``grid`` into ``out_dir`` (skipping finished ones), then render the study."""
-    from multiseg.experiments.speed import bench_device, device_name
+    from multiseg.experiments.speed import bench_device, check_bench_size, device_name
 
+    check_bench_size(grid)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     is_main = int(os.environ.get("RANK", "0")) == 0

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from multiseg.deploy.bench import BenchSettings, environment, time_callable
-from multiseg.experiments.grid import BenchOptions
+from multiseg.errors import MultisegError
+from multiseg.experiments.grid import BenchOptions, Grid
 from multiseg.models import HeadsAsTuple, create_model, fold_batchnorm
 from multiseg.models.complexity import count_macs
 
@@ -40,6 +41,24 @@ def device_name(device: str) -> str:
     if device == "cuda":
         return f"{env['gpu']} (CUDA {env['cuda']}, torch {env['torch']})"
     return f"CPU {env['cpu']} ({env['threads']} threads, torch {env['torch']})"
+
+
+def check_bench_size(grid: Grid) -> None:
+    """Fail before any training when the grid's ``bench.size`` does not divide by a cell network's
+    output stride (GUNet's is 32: it runs its trunk on half- and quarter-size copies of the input)."""
+    h, w = grid.bench.size
+    seen: set[str] = set()
+    for cell in grid.cells:
+        key = f"{cell.model}|{sorted(cell.cfg.model_kwargs.items())}"
+        if key in seen:
+            continue
+        seen.add(key)
+        stride = create_model(cell.model, heads={"probe": 2}, **cell.cfg.model_kwargs).output_stride
+        if h % stride or w % stride:
+            raise MultisegError(
+                f"{grid.path}: bench.size {h}x{w} is not a multiple of {cell.model}'s output stride {stride} "
+                f"(e.g. {-(-h // stride) * stride}x{-(-w // stride) * stride} is); change bench.size"
+            )
 
 
 def measure_speed(model_config: Mapping[str, Any], opts: BenchOptions) -> dict[str, Any]:

@@ -145,3 +145,18 @@ def check_data_present(cfg: TrainConfig) -> None:
             raise MultisegError(
                 f"dataset {name!r}: folder {root} does not exist (set data_root or {name}_root)"
             )
+
+
+def check_crop_fits(cfg: TrainConfig) -> None:
+    """Fail when a dataset's frames, fit-resized and scaled up by ``scale_max``, are still smaller than the
+    crop in both directions: every crop would be mostly padding (ignored pixels), whatever the frame."""
+    for name in cfg.datasets:
+        width, height = fit_size(cfg, name)
+        big_w, big_h = width * cfg.scale_max, height * cfg.scale_max
+        if cfg.crop_width > big_w and cfg.crop_height > big_h:
+            key = f"dataset_resize {name}" if name in cfg.dataset_resize else "resize_width/resize_height"
+            raise MultisegError(
+                f"crop {cfg.crop_width}x{cfg.crop_height} is larger than every {name} frame can get "
+                f"({width}x{height} x scale_max {cfg.scale_max:g} = {big_w:g}x{big_h:g}): lower "
+                f"crop_width/crop_height, or raise {key} or scale_max"
+            )

@@ -45,13 +45,14 @@ from multiseg.train.checkpoint import (
 )
 from multiseg.train.class_weights import class_weights
 from multiseg.train.config import TrainConfig
-from multiseg.train.data import build_train_datasets, build_val_sets, check_data_present
+from multiseg.train.data import build_train_datasets, build_val_sets, check_crop_fits, check_data_present
 from multiseg.train.device import autocast_dtype, cpu_bf16, resolve_device, to_device
 from multiseg.train.distributed import DistInfo, broadcast_flag, init_distributed
 from multiseg.train.early_stopping import EarlyStopping
 from multiseg.train.loss_weights import FixedWeighting, UncertaintyWeighting
+from multiseg.train.memory import check_step_fits
 from multiseg.train.metrics_log import MetricsLog
-from multiseg.train.progress import RunClock, validates, validation_line
+from multiseg.train.progress import RunClock, resume_line, validates, validation_line
 from multiseg.train.schedule import poly_factor
 from multiseg.train.signals import GracefulStop
 from multiseg.train.step import StepOutput, compute_losses
@@ -118,6 +119,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.info.local_rank)
         check_data_present(cfg)
+        check_crop_fits(cfg)
         torch.manual_seed(cfg.seed)
         self.train_sets = build_train_datasets(cfg)
         self.val_sets = build_val_sets(cfg)
@@ -151,6 +153,9 @@ class Trainer:
         )
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
+        per_rank = max(1, cfg.batch_size // self.info.world_size)
+        crop = (cfg.crop_height, cfg.crop_width)
+        check_step_fits(self.net, cfg.model, per_rank, crop, self.device, self.amp_dtype)
         if cfg.sync_bn and self.info.distributed and self.device.type == "cuda":
             self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
         self.ddp: nn.Module = self.module
@@ -366,7 +371,8 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "config.yaml")
             print(self._banner(), flush=True)
             if self.resumed:
-                print(self._resume_line(), flush=True)
+                s, n, best = self.state, self.steps_per_epoch, (self.early.best, self.early.best_epoch)
+                print(resume_line(s.epoch, s.step_in_epoch, n, s.global_step, best), flush=True)
         stream = self._batches()
         final: dict[str, float] = {}
         stopped = False
@@ -435,15 +441,6 @@ class Trainer:
             f"multiseg: training {self.cfg.model} on {'+'.join(self.names)}, {where}{procs}, "
             f"{precision}{layout}, {self.cfg.epochs} epochs of {self.steps_per_epoch} steps; "
             f"run folder {self.run_dir}"
-        )
-
-    def _resume_line(self) -> str:
-        """Where a resumed run picks up: the epoch and step of ``last.pt``, and the best score so far."""
-        s = self.state
-        best = f"; best mean mIoU so far {self.early.best:.4f} at epoch {self.early.best_epoch}"
-        return (
-            f"multiseg: resumed from epoch {s.epoch + 1}, step {s.step_in_epoch} of {self.steps_per_epoch} "
-            f"({s.global_step} steps done{best if self.early.best_epoch > 0 else ''})"
         )
 
     def _run_epoch(self, stream: Iterator[dict[str, Any]]) -> dict[str, float]:

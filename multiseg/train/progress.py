@@ -123,3 +123,13 @@ def validation_line(
 def _num(value: float | None) -> str:
     """A score with three decimals; ``-`` where there is none (no pixels of any evaluated class)."""
     return "-" if value is None or math.isnan(value) or math.isinf(value) else f"{value:.3f}"
+
+
+def resume_line(epoch: int, step: int, per_epoch: int, global_step: int, best: tuple[float, int]) -> str:
+    """Where a resumed run picks up (0-based ``epoch``, ``step`` in it) and the best (score, epoch) so far."""
+    score, best_epoch = best
+    note = f"; best mean mIoU so far {score:.4f} at epoch {best_epoch}" if best_epoch > 0 else ""
+    return (
+        f"multiseg: resumed from epoch {epoch + 1}, step {step} of {per_epoch} "
+        f"({global_step} steps done{note})"
+    )
