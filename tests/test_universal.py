@@ -77,8 +77,8 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
 WALL = "    wall: [construction--barrier--wall]"
 BROKEN = [  # (text in the shipped file, its replacement, the error expected)
     (
-        "    sidewalk: [",
-        "    sidewalks: [",
+        "    sidewalk:\n",
+        "    sidewalks:\n",
         r"datasets\.cityscapes: class 'sidewalk' of 'cityscapes' is not covered",
     ),
     (WALL, WALL.replace("wall]", "wal]"), r"datasets\.cityscapes\.wall: 'construction--barrier--wal' is no"),
@@ -261,7 +261,7 @@ def test_tiny_universal_run_trains_evaluates_predicts_and_exports(tiny_root: Pat
 
 
 def test_training_with_a_broken_taxonomy_fails_in_one_line(tiny_root: Path, tmp_path: Path) -> None:
-    broken = _broken(tmp_path, "    sidewalk: [", "    sidewalks: [")
+    broken = _broken(tmp_path, "    sidewalk:\n", "    sidewalks:\n")
     cfg = _config(tmp_path / "cfg.yaml", tiny_root, tmp_path / "runs", taxonomy=str(broken))
     res = _run("train", str(cfg))
     assert res.returncode == 2

@@ -242,6 +242,10 @@ class MultiHeadSegmenter(nn.Module):
         if union is not None and union.numel() == 0:
             return {h: self._empty(h, feats, size) for h in chosen}
         logits = self.heads[UNIVERSAL](select_batch(feats, union), size)
+        if all(index is None for index in chosen.values()):  # one softmax for every read-out
+            heads = [h for h in chosen if h != UNIVERSAL]
+            out = self.readout.read_out(logits, heads)
+            return {h: logits if h == UNIVERSAL else out[h] for h in chosen}
         out: dict[str, Tensor] = {}
         for head, index in chosen.items():
             if index is not None and index.numel() == 0:

@@ -5,8 +5,8 @@ In ``head_mode="universal"`` one decoder emits logits over the universal taxonom
 probability is the sum of theirs; the per-dataset output is the log of that sum. Its argmax is the
 dataset's prediction (summed probabilities, then argmax), its softmax the probabilities renormalised
 over the dataset's classes, so evaluation, TTA, prediction and ONNX export treat it like any
-head's logits. The sum is a 1x1 convolution with the 0/1 membership matrix: exact, and one ONNX
-``Conv``.
+head's logits. The sum is exact: a 1x1 convolution with the 0/1 membership matrix in principle
+(:func:`union_probabilities`), gathers and a few channel sums in :class:`UniversalReadout`.
 
 Training does not use this read-out: the NLL+ loss (:mod:`multiseg.train.universal`) works on the
 universal logits with logsumexp, which stays finite where a sum of probabilities underflows.
@@ -14,7 +14,7 @@ universal logits with logsumexp, which stays finite where a sum of probabilities
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,21 +53,57 @@ def check_heads(taxonomy: Taxonomy, heads: Mapping[str, int]) -> None:
 
 
 class UniversalReadout(nn.Module):
-    """Universal logits -> one dataset head's log summed probabilities (see the module docstring)."""
+    """Universal logits -> dataset heads' log summed probabilities (see the module docstring).
+
+    The sums are gathers, not the dense 1x1 convolution of :func:`union_probabilities` (same
+    result): a class covering one universal class is that channel, a class covering several is the
+    sum of theirs, so a read-out costs O(universal classes) per pixel rather than O(classes x
+    universal classes), and exports as ONNX Gather, ReduceSum and Concat. The softmax is shared by
+    every head read out of the same logits (:meth:`read_out`).
+    """
 
     def __init__(self, taxonomy: Taxonomy, heads: Mapping[str, int]) -> None:
         super().__init__()
         check_heads(taxonomy, heads)
         self.taxonomy = taxonomy
+        self.groups: dict[str, int] = {}
+        # Rebuilt from the taxonomy (kept in the model's config), so none is part of the state dict.
         for head in heads:
-            # Rebuilt from the taxonomy (kept in the model's config), so not part of the state dict.
             member = torch.from_numpy(taxonomy.membership(head))
             self.register_buffer(f"member_{head}", member, persistent=False)
+            sets = taxonomy.unions[head]
+            singles = [c for c, members in enumerate(sets) if len(members) == 1]
+            groups = [c for c, members in enumerate(sets) if len(members) > 1]
+            order = torch.empty(len(sets), dtype=torch.long)
+            order[torch.tensor(singles + groups, dtype=torch.long)] = torch.arange(len(sets))
+            source = torch.tensor([sets[c][0] for c in singles], dtype=torch.long)
+            self.register_buffer(f"single_{head}", source, persistent=False)
+            self.register_buffer(f"order_{head}", order, persistent=False)
+            for k, c in enumerate(groups):
+                members = torch.tensor(sets[c], dtype=torch.long)
+                self.register_buffer(f"group_{head}_{k}", members, persistent=False)
+            self.groups[head] = len(groups)
 
     def membership(self, head: str) -> Tensor:
+        """The ``(C, U)`` 0/1 matrix of ``head`` (what the NLL+ loss indexes)."""
         return getattr(self, f"member_{head}")
 
-    def forward(self, logits: Tensor, head: str) -> Tensor:
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Universal softmax, in fp32 whatever the autocast."""
         with torch.autocast(logits.device.type, enabled=False):
-            probs = torch.softmax(logits.float(), dim=1)
-            return torch.log(union_probabilities(probs, self.membership(head)).clamp_min(_TINY))
+            return torch.softmax(logits.float(), dim=1)
+
+    def sums(self, probs: Tensor, head: str) -> Tensor:
+        """``(N, C_head, H, W)``: each class's summed universal probability."""
+        parts = [probs.index_select(1, getattr(self, f"single_{head}"))]
+        for k in range(self.groups[head]):
+            parts.append(probs.index_select(1, getattr(self, f"group_{head}_{k}")).sum(1, keepdim=True))
+        return torch.cat(parts, dim=1).index_select(1, getattr(self, f"order_{head}"))
+
+    def read_out(self, logits: Tensor, heads: Sequence[str]) -> dict[str, Tensor]:
+        """Log summed probabilities of several heads from one softmax."""
+        probs = self.probabilities(logits)
+        return {h: torch.log(self.sums(probs, h).clamp_min(_TINY)) for h in heads}
+
+    def forward(self, logits: Tensor, head: str) -> Tensor:
+        return self.read_out(logits, [head])[head]
