@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
+from helpers import multiseg_cmd
 
 from multiseg.data.io import FileError, read_image
 from multiseg.data.pipeline import SkippedFiles, build_dataset, build_train_loader
@@ -102,21 +102,25 @@ def test_skipped_files_marks_stand_in_batches_and_reports_nothing_when_clean() -
     )
 
 
+def _train_one_epoch(root: Path) -> subprocess.CompletedProcess[str]:
+    """``multiseg train`` for one epoch on the Cityscapes under ``root``, with 1 DataLoader worker."""
+    config = root / "run.yaml"  # a config file, so the demo-run defaults do not apply
+    config.write_text(
+        f"data_root: {root}\nout_dir: {root / 'runs'}\ndatasets: [cityscapes]\nresize_width: 128\n"
+        "resize_height: 64\ncrop_height: 64\ncrop_width: 128\nworkers: 1\nthreads: 1\nepochs: 1\n"
+        "batch_size: 4\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [*multiseg_cmd(), "train", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
 def test_cli_train_stops_on_a_truncated_image_with_one_line(tmp_path: Path) -> None:
     """``multiseg train`` (1 DataLoader worker) exits 2 with one line naming the file."""
     images = write_cityscapes(tmp_path / "cityscapes", "train", {"aachen": 4}, size=(128, 64))
     write_cityscapes(tmp_path / "cityscapes", "val", {"frankfurt": 1}, size=(128, 64), seed=1)
     _truncate(images[1])
-    config = tmp_path / "run.yaml"  # a config file, so the demo-run defaults do not apply
-    config.write_text(
-        f"data_root: {tmp_path}\nout_dir: {tmp_path / 'runs'}\ndatasets: [cityscapes]\nresize_width: 128\n"
-        "resize_height: 64\ncrop_height: 64\ncrop_width: 128\nworkers: 1\nthreads: 1\nepochs: 1\n"
-        "batch_size: 4\n"
-    )
-    exe = shutil.which("multiseg", path=str(Path(sys.executable).parent))
-    args = [*([exe] if exe else [sys.executable, "-m", "multiseg.cli"]), "train", str(config)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    res = _train_one_epoch(tmp_path)
     assert res.returncode == 2
     errors = [line for line in res.stderr.splitlines() if "error" in line]
     assert errors == [f"multiseg train: error: {images[1]}: truncated PNG (no IEND chunk)"]
@@ -159,16 +163,7 @@ def test_cli_train_on_a_corrupt_png_prints_only_multiseg_s_line(tmp_path: Path) 
     images = write_cityscapes(tmp_path / "cityscapes", "train", {"aachen": 4}, size=(128, 64))
     write_cityscapes(tmp_path / "cityscapes", "val", {"frankfurt": 1}, size=(128, 64), seed=1)
     corrupt_png(images[1])
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        f"data_root: {tmp_path}\nout_dir: {tmp_path / 'runs'}\ndatasets: [cityscapes]\nresize_width: 128\n"
-        "resize_height: 64\ncrop_height: 64\ncrop_width: 128\nworkers: 1\nthreads: 1\nepochs: 1\n"
-        "batch_size: 4\n"
-    )
-    exe = shutil.which("multiseg", path=str(Path(sys.executable).parent))
-    args = [*([exe] if exe else [sys.executable, "-m", "multiseg.cli"]), "train", str(config)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    res = _train_one_epoch(tmp_path)
     assert res.returncode == 2
     assert "libpng" not in res.stderr.replace("(libpng error", "")
     (line,) = [line for line in res.stderr.splitlines() if "error" in line]

@@ -4,7 +4,6 @@ and a 2-process torchrun (gloo) run against a 1-process run with the same global
 from __future__ import annotations
 
 import collections
-import csv
 import json
 import math
 import os
@@ -19,32 +18,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_RUN, metrics_rows, multiseg_cmd, only_run_dir, write_tiny_cityscapes
 from PIL import Image
 
 from multiseg.demo import synthetic
 from multiseg.errors import MultisegError
 
-TINY = [
-    "resize_width=128",
-    "resize_height=64",
-    "crop_height=64",
-    "crop_width=128",
-    "workers=0",
-    "threads=1",
-]
-
-
-def _multiseg() -> list[str]:
-    exe = shutil.which("multiseg", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "multiseg.cli"]
+TINY = TINY_RUN
 
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random-pixel datasets in the three real layouts (fast; learning is tested on the demo world)."""
     root = tmp_path_factory.mktemp("tiny")
-    synthetic.write_cityscapes(root / "cityscapes", "train", {"aachen": 12}, size=(128, 64))
-    synthetic.write_cityscapes(root / "cityscapes", "val", {"frankfurt": 2}, size=(128, 64), seed=1)
+    write_tiny_cityscapes(root)
     boxes = {
         0: [(10, 10, 30, 30, 14)],
         3: [(40, 20, 60, 44, 33)],
@@ -66,17 +53,7 @@ def _config(path: Path, root: Path, out: Path, *extra: str) -> Path:
 
 def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*_multiseg(), *args], capture_output=True, text=True, env=env, **kw)
-
-
-def _only_run_dir(out: Path) -> Path:
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return run_dir
-
-
-def _rows(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "metrics.csv").open() as fh:
-        return list(csv.DictReader(fh))
+    return subprocess.run([*multiseg_cmd(), *args], capture_output=True, text=True, env=env, **kw)
 
 
 @pytest.mark.slow
@@ -86,12 +63,12 @@ def test_kill9_then_resume_ends_like_an_uninterrupted_run(tiny_root: Path, tmp_p
     done = _run(["train", str(cfg)])
     assert done.returncode == 0, done.stderr
     per_epoch = (time.time() - t0) / 3
-    reference = _rows(_only_run_dir(tmp_path / "a"))
+    reference = metrics_rows(only_run_dir(tmp_path / "a"))
     assert [r["epoch"] for r in reference] == ["1", "2", "3"]
 
     cfg_b = _config(tmp_path / "run_b.yaml", tiny_root, tmp_path / "b", "epochs=3")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*_multiseg(), "train", str(cfg_b)], env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*multiseg_cmd(), "train", str(cfg_b)], env=env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not list((tmp_path / "b").glob("*/last.pt")):
@@ -100,11 +77,11 @@ def test_kill9_then_resume_ends_like_an_uninterrupted_run(tiny_root: Path, tmp_p
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    run_dir = _only_run_dir(tmp_path / "b")
+    run_dir = only_run_dir(tmp_path / "b")
     resumed = _run(["train", "--resume", str(run_dir)])
     assert resumed.returncode == 0, resumed.stderr
-    assert _rows(run_dir) == reference
-    a = torch.load(_only_run_dir(tmp_path / "a") / "last.pt", weights_only=True)["model"]
+    assert metrics_rows(run_dir) == reference
+    a = torch.load(only_run_dir(tmp_path / "a") / "last.pt", weights_only=True)["model"]
     b = torch.load(run_dir / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -113,7 +90,7 @@ def test_kill9_then_resume_ends_like_an_uninterrupted_run(tiny_root: Path, tmp_p
 def test_ctrl_c_writes_a_resumable_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=40")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*_multiseg(), "train", str(cfg)], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*multiseg_cmd(), "train", str(cfg)], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not list((tmp_path / "out").glob("*/last.pt")):
         time.sleep(0.05)
@@ -122,12 +99,12 @@ def test_ctrl_c_writes_a_resumable_checkpoint(tiny_root: Path, tmp_path: Path) -
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "resumable checkpoint written" in err and "Traceback" not in err
-    run_dir = _only_run_dir(tmp_path / "out")
+    run_dir = only_run_dir(tmp_path / "out")
     state = torch.load(run_dir / "last.pt", weights_only=True)["state"]
     assert state["epoch"] >= 1
     resumed = _run(["train", "--resume", str(run_dir), "--force", "--set", "epochs=2"])
     assert resumed.returncode == 0, resumed.stderr
-    assert [r["epoch"] for r in _rows(run_dir)][-1] == "2"
+    assert [r["epoch"] for r in metrics_rows(run_dir)][-1] == "2"
     where = f"multiseg: resumed from epoch {state['epoch'] + 1}, step {state['step_in_epoch']} of "
     assert where in resumed.stdout
 
@@ -135,7 +112,7 @@ def test_ctrl_c_writes_a_resumable_checkpoint(tiny_root: Path, tmp_path: Path) -
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=1", "datasets=[cityscapes]")
     assert _run(["train", str(cfg)]).returncode == 0
-    run_dir = _only_run_dir(tmp_path / "out")
+    run_dir = only_run_dir(tmp_path / "out")
     before = (run_dir / "last.pt").read_bytes()
     bad = _run(["train", "--resume", str(run_dir), "--force", "--set", "epochs=3", "--set", "lr=1e30"])
     assert bad.returncode == 2
@@ -148,7 +125,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_root: Path, tmp_
 def test_resume_with_a_different_config_lists_the_differences(tiny_root: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", "epochs=1", "datasets=[cityscapes]")
     assert _run(["train", str(cfg)]).returncode == 0
-    run_dir = _only_run_dir(tmp_path / "out")
+    run_dir = only_run_dir(tmp_path / "out")
     saved = (run_dir / "config.yaml").read_text()
     assert f"data_root: {tiny_root}" in saved and "epochs: 1" in saved
     res = _run(["train", "--resume", str(run_dir), "--set", "lr=0.1", "--set", "batch_size=4"])
@@ -167,7 +144,7 @@ def printed_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     res = _run(["train", "--data", str(tiny_root), *[f"--set={k}" for k in [*keys, f"out_dir={out}"]]])
     assert res.returncode == 0, res.stderr
     assert "run_left=" in res.stderr  # the progress bar shows the time left for the whole run
-    return res.stdout, _only_run_dir(out)
+    return res.stdout, only_run_dir(out)
 
 
 def test_train_takes_data_like_eval(printed_run: tuple[str, Path], tiny_root: Path) -> None:
@@ -187,7 +164,7 @@ def test_train_takes_data_like_eval(printed_run: tuple[str, Path], tiny_root: Pa
 def test_each_validation_prints_one_line_with_the_time_left(printed_run: tuple[str, Path]) -> None:
     stdout, run_dir = printed_run
     lines = [line for line in stdout.splitlines() if " val mIoU: " in line]
-    rows = _rows(run_dir)
+    rows = metrics_rows(run_dir)
     assert len(lines) == len(rows) == 2
     for line, row, left in zip(lines, rows, (r" \| (\d+m)?\d+s left", ""), strict=True):
         miou = ", ".join(f"{h} {float(row[f'miou/{h}']):.3f}" for h in ("cityscapes", "gtsdb", "vistas"))
@@ -204,7 +181,7 @@ def test_each_validation_prints_one_line_with_the_time_left(printed_run: tuple[s
 def test_summary_says_what_each_head_reached(printed_run: tuple[str, Path]) -> None:
     stdout, run_dir = printed_run
     words = stdout[stdout.index("what each head reached at the last validation (epoch 2):") :].splitlines()
-    last = _rows(run_dir)[-1]
+    last = metrics_rows(run_dir)[-1]
     for line, head, classes in zip(words[1:], ("cityscapes", "gtsdb", "vistas"), (19, 43, 65), strict=True):
         pct = 100 * float(last[f"miou/{head}"])
         assert line.startswith(
@@ -304,8 +281,8 @@ def test_torchrun_two_processes_match_one(tiny_root: Path, tmp_path: Path) -> No
     cmd += ["-m", "multiseg.cli", "train", str(cfg_two)]
     two = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-3000:]
-    a = torch.load(_only_run_dir(tmp_path / "one") / "last.pt", weights_only=True)
-    b = torch.load(_only_run_dir(tmp_path / "two") / "last.pt", weights_only=True)
+    a = torch.load(only_run_dir(tmp_path / "one") / "last.pt", weights_only=True)
+    b = torch.load(only_run_dir(tmp_path / "two") / "last.pt", weights_only=True)
     # Adam divides each gradient element by its own running scale, so an element whose gradient is about 0
     # can step differently when the two ranks' float sums round differently: seen here as 4 of 12,288
     # weights 1.7e-5 apart after 2 epochs. A tenth of one step (lr 5e-4) still catches a rank that would train
@@ -313,7 +290,7 @@ def test_torchrun_two_processes_match_one(tiny_root: Path, tmp_path: Path) -> No
     for key, value in a["model"].items():
         if value.is_floating_point():
             torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=5e-5)
-    ra, rb = _rows(_only_run_dir(tmp_path / "one")), _rows(_only_run_dir(tmp_path / "two"))
+    ra, rb = metrics_rows(only_run_dir(tmp_path / "one")), metrics_rows(only_run_dir(tmp_path / "two"))
     assert len(ra) == len(rb) == 2
     assert float(rb[1]["loss/cityscapes"]) == pytest.approx(float(ra[1]["loss/cityscapes"]), rel=1e-4)
     assert float(rb[1]["miou/cityscapes"]) == pytest.approx(float(ra[1]["miou/cityscapes"]), abs=1e-4)
@@ -330,8 +307,8 @@ def test_torchrun_three_heads_with_absent_heads_on_a_rank(tiny_root: Path, tmp_p
     cmd += ["-m", "multiseg.cli", "train", str(cfg)]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
-    run_dir = _only_run_dir(tmp_path / "out")
-    assert {"miou/cityscapes", "miou/gtsdb", "miou/vistas"} <= set(_rows(run_dir)[0])
+    run_dir = only_run_dir(tmp_path / "out")
+    assert {"miou/cityscapes", "miou/gtsdb", "miou/vistas"} <= set(metrics_rows(run_dir)[0])
     # rank 0 alone prints: the start line, the validation line and the summary, once each
     for text in ("multiseg: training", "epoch 1/1 val mIoU: ", "run folder: ", "what each head reached"):
         assert res.stdout.count(text) == 1, (text, res.stdout)
@@ -450,7 +427,7 @@ def test_bf16_autocast_on_cpu_with_channels_last_where_the_model_allows_it(
     res = _run(["train", str(cfg)])
     assert res.returncode == 0, res.stderr
     assert f"bfloat16 autocast, {layout}" in res.stdout
-    (row,) = _rows(_only_run_dir(tmp_path / "out"))
+    (row,) = metrics_rows(only_run_dir(tmp_path / "out"))
     assert all(np.isfinite(float(row[f"loss/{h}"])) for h in ("cityscapes", "gtsdb", "vistas"))
 
 
@@ -470,5 +447,5 @@ def test_compiled_training_runs_and_validates(tiny_root: Path, tmp_path: Path) -
     cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "out", *extra)
     res = _run(["train", str(cfg)])
     assert res.returncode == 0, res.stderr[-2000:]
-    (row,) = _rows(_only_run_dir(tmp_path / "out"))
+    (row,) = metrics_rows(only_run_dir(tmp_path / "out"))
     assert np.isfinite(float(row["loss/cityscapes"])) and 0 <= float(row["miou/cityscapes"]) <= 1

@@ -4,7 +4,6 @@ while writing ``last.pt`` leaves no temporary file for good and resumes from ``b
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import signal
@@ -16,34 +15,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_RUN, metrics_rows, multiseg_cmd, only_run_dir, write_tiny_cityscapes
 
-from multiseg.demo import synthetic
 from multiseg.train.run import resolve_run
 
-TINY = [
-    "datasets=[cityscapes]",
-    "model=enet",
-    "resize_width=128",
-    "resize_height=64",
-    "crop_height=64",
-    "crop_width=128",
-    "batch_size=2",
-    "workers=0",
-    "threads=1",
-]
-
-
-def _multiseg() -> list[str]:
-    exe = shutil.which("multiseg", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "multiseg.cli"]
+TINY = ["datasets=[cityscapes]", "model=enet", "batch_size=2", *TINY_RUN]
 
 
 @pytest.fixture(scope="module")
 def cs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-pixel Cityscapes: 12 training frames (6 steps of 2 per epoch), 2 validation frames."""
     root = tmp_path_factory.mktemp("cs")
-    synthetic.write_cityscapes(root / "cityscapes", "train", {"aachen": 12}, size=(128, 64))
-    synthetic.write_cityscapes(root / "cityscapes", "val", {"frankfurt": 2}, size=(128, 64), seed=1)
+    write_tiny_cityscapes(root)
     return root
 
 
@@ -58,17 +41,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*_multiseg(), *args], capture_output=True, text=True, env=_env(), timeout=300)
-
-
-def _only_run_dir(out: Path) -> Path:
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return run_dir
-
-
-def _rows(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "metrics.csv").open() as fh:
-        return list(csv.DictReader(fh))
+    return subprocess.run([*multiseg_cmd(), *args], capture_output=True, text=True, env=_env(), timeout=300)
 
 
 def _same_weights(a: Path, b: Path) -> bool:
@@ -87,12 +60,12 @@ def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_u
     assert done.returncode == 0, done.stderr
     assert f"multiseg: --resume auto: no run of this config in {tmp_path / 'a'}; starting one" in done.stdout
     assert "enet on cityscapes, cpu (1 thread), fp32" in done.stdout  # not "1 threads"
-    reference = _rows(_only_run_dir(tmp_path / "a"))
+    reference = metrics_rows(only_run_dir(tmp_path / "a"))
     assert [r["epoch"] for r in reference] == ["1", "2", "3"]
 
     cfg_b = _config(tmp_path / "b.yaml", cs_root, tmp_path / "b", "epochs=3", "workers=1")
     proc = subprocess.Popen(
-        [*_multiseg(), "train", str(cfg_b)],
+        [*multiseg_cmd(), "train", str(cfg_b)],
         env=_env(),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -113,7 +86,7 @@ def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_u
     reader.join(timeout=30)
     err = "".join(chunks)
     assert proc.returncode == 143, err
-    run_dir = _only_run_dir(tmp_path / "b")
+    run_dir = only_run_dir(tmp_path / "b")
     (line,) = [line for line in err.splitlines() if line.startswith("multiseg")]
     assert line.startswith("multiseg train: stopped by SIGTERM at epoch ") and "Traceback" not in err
     assert line.endswith(f"resumable checkpoint written (continue with: multiseg train --resume {run_dir})")
@@ -129,9 +102,9 @@ def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_u
     resumed = _run(["train", str(cfg_b), "--resume", "auto"])
     assert resumed.returncode == 0, resumed.stderr
     assert f"multiseg: --resume auto: resuming {run_dir}" in resumed.stdout
-    assert _only_run_dir(tmp_path / "b") == run_dir
-    assert _rows(run_dir) == reference
-    assert _same_weights(_only_run_dir(tmp_path / "a") / "last.pt", run_dir / "last.pt")
+    assert only_run_dir(tmp_path / "b") == run_dir
+    assert metrics_rows(run_dir) == reference
+    assert _same_weights(only_run_dir(tmp_path / "a") / "last.pt", run_dir / "last.pt")
 
     from_best = _run(["train", "--resume", str(killed)])
     assert from_best.returncode == 0, from_best.stderr
@@ -140,8 +113,8 @@ def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_u
         from_best.stdout
     )
     assert not stale.exists()
-    assert _rows(killed) == reference
-    assert _same_weights(_only_run_dir(tmp_path / "a") / "last.pt", killed / "last.pt")
+    assert metrics_rows(killed) == reference
+    assert _same_weights(only_run_dir(tmp_path / "a") / "last.pt", killed / "last.pt")
 
 
 def test_resume_auto_picks_the_newest_run_of_the_same_config(cs_root: Path, tmp_path: Path) -> None:
@@ -181,7 +154,7 @@ def test_sigterm_under_torchrun_stops_every_rank_before_the_same_step(cs_root: P
     assert len(lines) == 1 and lines[0].startswith("multiseg train: stopped by SIGTERM at epoch "), err[
         -3000:
     ]
-    run_dir = _only_run_dir(tmp_path / "out")
+    run_dir = only_run_dir(tmp_path / "out")
     state = torch.load(run_dir / "last.pt", weights_only=True)["state"]
     assert 1 <= state["epoch"] < 3
     cmd[3] = f"--master_port={find_free_port()}"
@@ -190,4 +163,4 @@ def test_sigterm_under_torchrun_stops_every_rank_before_the_same_step(cs_root: P
         capture_output=True, text=True, env=_env(), timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [r["epoch"] for r in _rows(run_dir)] == ["1", "2", "3"]
+    assert [r["epoch"] for r in metrics_rows(run_dir)] == ["1", "2", "3"]
