@@ -123,6 +123,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.train_sets = build_train_datasets(cfg)
         self.val_sets = build_val_sets(cfg)
+        taxonomy = self._taxonomy()  # a broken taxonomy file is reported before the files are read
         self.skipped = SkippedFiles()  # corrupt files skipped under skip_bad, reported at the end
         check_val_files(self.val_sets, cfg, self.info, self.skipped, self.info.is_main)
         self.names = [d.name for d in self.train_sets]
@@ -132,7 +133,7 @@ class Trainer:
             head_mode=cfg.head_mode,
             encoder_weights=cfg.encoder_weights,
             pad_to_stride=True,  # validation frames keep their aspect ratio, so sizes vary
-            taxonomy=self._taxonomy(),
+            taxonomy=taxonomy,
             **cfg.model_kwargs,
         )
         self.box_opts = BoxTargetOptions(
