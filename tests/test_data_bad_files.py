@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -115,15 +116,27 @@ def _train_one_epoch(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_cli_train_stops_on_a_truncated_image_with_one_line(tmp_path: Path) -> None:
-    """``multiseg train`` (1 DataLoader worker) exits 2 with one line naming the file."""
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_truncate, "truncated PNG (no IEND chunk)"),
+        (corrupt_png, "corrupt or unsupported image file (libpng error: bad adaptive filter value)"),
+    ],
+    ids=["truncated", "corrupt"],
+)
+def test_cli_train_stops_on_a_bad_image_with_multiseg_s_line_only(
+    tmp_path: Path, damage: Callable[[Path], None], reason: str
+) -> None:
+    """``multiseg train`` with a DataLoader worker (a forked process) exits 2; stderr holds one error line
+    naming the file, and nothing from libpng itself."""
     images = write_cityscapes(tmp_path / "cityscapes", "train", {"aachen": 4}, size=(128, 64))
     write_cityscapes(tmp_path / "cityscapes", "val", {"frankfurt": 1}, size=(128, 64), seed=1)
-    _truncate(images[1])
+    damage(images[1])
     res = _train_one_epoch(tmp_path)
     assert res.returncode == 2
+    assert "libpng" not in res.stderr.replace("(libpng error", "")
     errors = [line for line in res.stderr.splitlines() if "error" in line]
-    assert errors == [f"multiseg train: error: {images[1]}: truncated PNG (no IEND chunk)"]
+    assert errors == [f"multiseg train: error: {images[1]}: {reason}"]
 
 
 def test_any_per_sample_error_from_a_worker_is_one_line(tmp_path: Path) -> None:
@@ -156,21 +169,6 @@ def test_corrupt_png_is_one_line_with_the_codec_reason_and_nothing_from_libpng(
     os.write(2, b"")  # the real stderr is back in place after the decode
     print("after", file=sys.stderr)
     assert capfd.readouterr().err == "after\n"
-
-
-def test_cli_train_on_a_corrupt_png_prints_only_multiseg_s_line(tmp_path: Path) -> None:
-    """Through the CLI with a DataLoader worker (a forked process): stderr holds one error line, no libpng."""
-    images = write_cityscapes(tmp_path / "cityscapes", "train", {"aachen": 4}, size=(128, 64))
-    write_cityscapes(tmp_path / "cityscapes", "val", {"frankfurt": 1}, size=(128, 64), seed=1)
-    corrupt_png(images[1])
-    res = _train_one_epoch(tmp_path)
-    assert res.returncode == 2
-    assert "libpng" not in res.stderr.replace("(libpng error", "")
-    (line,) = [line for line in res.stderr.splitlines() if "error" in line]
-    assert line == (
-        f"multiseg train: error: {images[1]}: corrupt or unsupported image file "
-        "(libpng error: bad adaptive filter value)"
-    )
 
 
 def test_other_output_written_during_decodes_is_passed_on(
