@@ -52,6 +52,7 @@ from torch import nn
 from multiseg.deploy.bench import cpu_peak_gflops, measured_gemm_gflops, time_callable
 from multiseg.deploy.export import export_onnx
 from multiseg.deploy.quantize import Int8Accuracy, calibration_inputs, int8_accuracy, int8_text, quantize_int8
+from multiseg.deploy.roofline import Roofline, measured_copy_gbps, traffic_bytes
 from multiseg.deploy.runtime import ort_session, ort_settings_text
 from multiseg.models import create_model, fold_batchnorm, inference_model, list_models
 from multiseg.models.complexity import count_macs
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
     peak, peak_text = cpu_peak_gflops(args.threads)
+    bandwidth = measured_copy_gbps(args.threads)
     print(
         f"protocol: batch 1, input 1x3x{size[0]}x{size[1]}, eval + inference_mode, {args.threads} threads, "
         f"warm-up {args.warmup}, {args.rounds} interleaved rounds of >= {args.min_time:g} s per variant"
@@ -219,13 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{onnxruntime.__version__}: static-shape opset-18 graph, {ort_settings_text(args.threads, False)} "
         f"(ort_fp32_spin: spinning on); {int8_text('qdq', args.calib_count, args.calib_images)}; "
         f"GFLOP/s = 2 x conv MACs / median time (int8 too, for comparison); {peak_text}; "
-        f"measured ceiling: torch fp32 2048x2048 matmul {measured_gemm_gflops(args.threads):.0f} GFLOP/s",
+        f"measured ceiling: torch fp32 2048x2048 matmul {measured_gemm_gflops(args.threads):.0f} GFLOP/s; "
+        f"memory bandwidth: torch copy of 256 MB {bandwidth:.1f} GB/s (read + write); roofline = bytes every "
+        f"aten op of the BN-folded eager model reads and writes (multiseg.deploy.roofline)",
         flush=True,
     )
     results: dict[str, dict[str, list[float]]] = {}
     accuracies: dict[str, dict] = {}
     ratios: dict[str, dict[str, float]] = {}
     speed: dict[str, dict[str, float]] = {}
+    rooflines: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="multiseg-bench-") as tmp:
         for name in args.models:
             runners, accuracy = variants(
@@ -252,14 +257,22 @@ def main(argv: list[str] | None = None) -> int:
                 v: statistics.median(paired[v]) if args.alternate else ms / row[base] for v, ms in row.items()
             }
             ratios[name] = ratio
-            gflop = (
-                2 * count_macs(create_model(name, heads={"cityscapes": 19}), torch.randn(1, 3, *size)) / 1e9
-            )
+            model = fold_batchnorm(create_model(name, heads={"cityscapes": 19}).eval())
+            x = torch.randn(1, 3, *size)
+            gflop = 2 * count_macs(model, x) / 1e9
+            roof = Roofline(gflop, traffic_bytes(model, x) / 1e9, peak, bandwidth)
             speed[name] = {v: gflop / (ms / 1e3) for v, ms in row.items()}
             cells = "  ".join(
                 f"{v} {ms:7.1f} ms ({ratio[v]:.2f}x, {speed[name][v]:.0f} GFLOP/s)" for v, ms in row.items()
             )
             print(f"{name:<8} {cells}   [per-round: {json.dumps(results[name])}]", flush=True)
+            best = min(row, key=row.get)
+            print(
+                f"{name:<8} roofline: {roof.text()}; fastest path ({best}) at "
+                f"{roof.floor_ms() / row[best]:.0%} of the floor's speed",
+                flush=True,
+            )
+            rooflines[name] = {**asdict(roof), "floor_ms": roof.floor_ms(), "bound": roof.bound}
             if accuracy is not None:
                 accuracies[name] = asdict(accuracy)
                 print(f"{name:<8} int8 vs fp32 torch: {accuracy.text()}", flush=True)
@@ -273,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                     "ratios": ratios,
                     "gflops": speed,
                     "cpu_peak_gflops": peak,
+                    "bandwidth_gbps": bandwidth,
+                    "roofline": rooflines,
                     "int8_accuracy": accuracies,
                 },  # fmt: skip
                 indent=2,

@@ -231,3 +231,28 @@ def test_measured_gemm_ceiling_is_a_rate() -> None:
 
     rate = measured_gemm_gflops(1, n=128, repeats=2)
     assert math.isfinite(rate) and rate > 0.01
+
+
+def test_traffic_counts_every_operators_inputs_and_outputs_once() -> None:
+    """A conv reads its input, weight and bias and writes its output; a view moves nothing; an in-place
+    ReLU reads and writes its tensor: the counted bytes are exactly those."""
+    from multiseg.deploy.roofline import traffic_bytes
+
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    net = torch.nn.Sequential(conv, torch.nn.ReLU(inplace=True), torch.nn.Flatten())
+    x = torch.randn(1, 3, 16, 32)
+    out_bytes = 8 * 16 * 32 * 4
+    conv_bytes = x.numel() * 4 + (conv.weight.numel() + conv.bias.numel()) * 4 + out_bytes
+    assert traffic_bytes(net, x) == conv_bytes + 2 * out_bytes
+
+
+def test_roofline_names_the_limit_a_frame_meets_first() -> None:
+    from multiseg.deploy.roofline import Roofline, measured_copy_gbps
+
+    thin = Roofline(gflop=10.0, gbytes=4.0, peak_gflops=100.0, bandwidth_gbps=10.0)
+    assert thin.bound == "memory" and thin.floor_ms() == pytest.approx(400.0)
+    wide = Roofline(gflop=100.0, gbytes=1.0, peak_gflops=100.0, bandwidth_gbps=10.0)
+    assert wide.bound == "compute" and wide.floor_ms() == pytest.approx(1000.0)
+    assert "memory-bound" in thin.text() and "2.5 FLOP/byte" in thin.text()
+    rate = measured_copy_gbps(1, megabytes=8, repeats=2)
+    assert math.isfinite(rate) and rate > 0.01
