@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
+import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -39,3 +44,20 @@ def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
     """The rows of a run's ``metrics.csv``."""
     with (run_dir / "metrics.csv").open() as fh:
         return list(csv.DictReader(fh))
+
+
+def signal_once_shown(proc: subprocess.Popen, pattern: str, send: Callable[[], None]) -> str:
+    """Reads ``proc``'s stderr as it comes, calls ``send`` once the regex ``pattern`` matches it (the
+    progress bar, not a fixed sleep: a sleep let a run on a fast or a busy machine finish first), waits
+    for ``proc`` to exit and returns all of its stderr."""
+    chunks: list[str] = []
+    stream = proc.stderr
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: stream.read(64), "")), daemon=True)
+    reader.start()
+    deadline = time.time() + 300
+    while time.time() < deadline and not re.search(pattern, "".join(chunks)) and proc.poll() is None:
+        time.sleep(0.02)
+    send()
+    proc.wait(timeout=120)  # a rank stopping alone would leave the other one hanging
+    reader.join(timeout=30)
+    return "".join(chunks)

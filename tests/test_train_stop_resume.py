@@ -9,17 +9,24 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_RUN, metrics_rows, multiseg_cmd, only_run_dir, write_tiny_cityscapes
+from helpers import (
+    TINY_RUN,
+    metrics_rows,
+    multiseg_cmd,
+    only_run_dir,
+    signal_once_shown,
+    write_tiny_cityscapes,
+)
 
 from multiseg.train.run import resolve_run
 
+#: The progress bar part way through epoch 2 of 3 (neither 0 % nor 100 %).
+MID_EPOCH_2 = r"epoch 2/3: +[1-9][0-9]?%"
 TINY = ["datasets=[cityscapes]", "model=enet", "batch_size=2", *TINY_RUN]
 
 
@@ -51,22 +58,6 @@ def _same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def _signal_once_shown(proc: subprocess.Popen, text: str, send: Callable[[], None]) -> str:
-    """Reads ``proc``'s stderr as it comes, calls ``send`` once ``text`` shows (the progress bar, not a fixed
-    sleep: a sleep let a run on a fast or a busy machine finish first) and returns all of stderr."""
-    chunks: list[str] = []
-    stream = proc.stderr
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: stream.read(64), "")), daemon=True)
-    reader.start()
-    deadline = time.time() + 300
-    while time.time() < deadline and text not in "".join(chunks) and proc.poll() is None:
-        time.sleep(0.02)
-    send()
-    proc.wait(timeout=120)  # a rank stopping alone would leave the other one hanging
-    reader.join(timeout=30)
-    return "".join(chunks)
-
-
 @pytest.mark.slow
 def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_uninterrupted_run(
     cs_root: Path, tmp_path: Path
@@ -90,7 +81,7 @@ def test_sigterm_then_resume_auto_and_a_run_killed_writing_last_pt_end_like_an_u
         start_new_session=True,
     )
     # SIGTERM to the whole process group once epoch 2 is under way: mid-epoch whatever the machine's load.
-    err = _signal_once_shown(proc, "epoch 2/3:  33%", lambda: os.killpg(proc.pid, signal.SIGTERM))
+    err = signal_once_shown(proc, MID_EPOCH_2, lambda: os.killpg(proc.pid, signal.SIGTERM))
     assert proc.returncode == 143, err
     run_dir = only_run_dir(tmp_path / "b")
     (line,) = [line for line in err.splitlines() if line.startswith("multiseg")]
@@ -150,7 +141,7 @@ def test_sigterm_under_torchrun_stops_every_rank_before_the_same_step(cs_root: P
     cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={find_free_port()}"]
     cmd += ["-m", "multiseg.cli", "train", str(cfg)]
     proc = subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    err = _signal_once_shown(proc, "epoch 2/3:  33%", lambda: proc.send_signal(signal.SIGTERM))
+    err = signal_once_shown(proc, MID_EPOCH_2, lambda: proc.send_signal(signal.SIGTERM))
     lines = [line for line in err.splitlines() if line.startswith("multiseg train:")]
     assert len(lines) == 1 and lines[0].startswith("multiseg train: stopped by SIGTERM at epoch "), err[
         -3000:
