@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
     peak, peak_text = cpu_peak_gflops(args.threads)
+    gemm = measured_gemm_gflops(args.threads)
     bandwidth = measured_copy_gbps(args.threads)
     print(
         f"protocol: batch 1, input 1x3x{size[0]}x{size[1]}, eval + inference_mode, {args.threads} threads, "
@@ -221,9 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{onnxruntime.__version__}: static-shape opset-18 graph, {ort_settings_text(args.threads, False)} "
         f"(ort_fp32_spin: spinning on); {int8_text('qdq', args.calib_count, args.calib_images)}; "
         f"GFLOP/s = 2 x conv MACs / median time (int8 too, for comparison); {peak_text}; "
-        f"measured ceiling: torch fp32 2048x2048 matmul {measured_gemm_gflops(args.threads):.0f} GFLOP/s; "
-        f"memory bandwidth: torch copy of 256 MB {bandwidth:.1f} GB/s (read + write); roofline = bytes every "
-        f"aten op of the BN-folded eager model reads and writes (multiseg.deploy.roofline)",
+        f"measured ceiling: torch fp32 2048x2048 matmul {gemm:.0f} GFLOP/s; "
+        f"memory bandwidth: torch copy of 256 MB {bandwidth:.1f} GB/s (read + write); roofline: compute at "
+        f"that matmul's rate, memory at that copy's, bytes = what every aten op of the BN-folded eager model "
+        f"reads and writes (multiseg.deploy.roofline)",
         flush=True,
     )
     results: dict[str, dict[str, list[float]]] = {}
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             model = fold_batchnorm(create_model(name, heads={"cityscapes": 19}).eval())
             x = torch.randn(1, 3, *size)
             gflop = 2 * count_macs(model, x) / 1e9
-            roof = Roofline(gflop, traffic_bytes(model, x) / 1e9, peak, bandwidth)
+            roof = Roofline(gflop, traffic_bytes(model, x) / 1e9, gemm, bandwidth)
             speed[name] = {v: gflop / (ms / 1e3) for v, ms in row.items()}
             cells = "  ".join(
                 f"{v} {ms:7.1f} ms ({ratio[v]:.2f}x, {speed[name][v]:.0f} GFLOP/s)" for v, ms in row.items()

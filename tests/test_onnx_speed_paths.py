@@ -256,3 +256,21 @@ def test_roofline_names_the_limit_a_frame_meets_first() -> None:
     assert "memory-bound" in thin.text() and "2.5 FLOP/byte" in thin.text()
     rate = measured_copy_gbps(1, megabytes=8, repeats=2)
     assert math.isfinite(rate) and rate > 0.01
+
+
+def test_profile_ops_splits_a_frame_by_operator() -> None:
+    """benchmarks/profile_ops.py: the convolutions' share and rate, then every operator, slowest first."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_ops.py"
+    spec = importlib.util.spec_from_file_location("profile_ops", path)
+    assert spec is not None and spec.loader is not None
+    profile_ops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_ops)
+    rows = profile_ops.op_table("enet", (64, 128), runs=1)
+    name, ms, share, rate = rows[0]
+    assert name == "all convolutions" and 0 < share <= 1 and rate > 0
+    ops = rows[1:]
+    assert sum(s for _, _, s, _ in ops) == pytest.approx(1.0)
+    assert [m for _, m, _, _ in ops] == sorted((m for _, m, _, _ in ops), reverse=True)
+    assert any("add" in op for op, *_ in ops)  # ENet's residual additions
