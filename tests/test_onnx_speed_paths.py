@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import load_benchmark
 
 from multiseg.cli import main
 from multiseg.errors import MultisegError
@@ -167,13 +168,7 @@ def test_cli_export_int8_keeps_fp32_and_prints_accuracy(
 
 
 def test_bench_models_alternates_variants_call_by_call() -> None:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
-    spec = importlib.util.spec_from_file_location("bench_models", path)
-    assert spec is not None and spec.loader is not None
-    bench_models = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_models)
+    bench_models = load_benchmark("bench_models")
     calls: list[str] = []
     runners = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
     times = bench_models.alternate_times(runners, warmup=1, min_time=0.0)
@@ -260,13 +255,7 @@ def test_roofline_names_the_limit_a_frame_meets_first() -> None:
 
 def test_profile_ops_splits_a_frame_by_operator() -> None:
     """benchmarks/profile_ops.py: the convolutions' share and rate, then every operator, slowest first."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_ops.py"
-    spec = importlib.util.spec_from_file_location("profile_ops", path)
-    assert spec is not None and spec.loader is not None
-    profile_ops = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile_ops)
+    profile_ops = load_benchmark("profile_ops")
     rows = profile_ops.op_table("enet", (64, 128), runs=1)
     name, ms, share, rate = rows[0]
     assert name == "all convolutions" and 0 < share <= 1 and rate > 0

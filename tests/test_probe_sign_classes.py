@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from helpers import load_benchmark
 
 from multiseg.data.gtsdb import parse_gt_txt
 from multiseg.demo.world import write_demo_world
@@ -17,16 +17,8 @@ from multiseg.demo.world import write_demo_world
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_sign_classes.py"
 
 
-def _probe_module():
-    spec = importlib.util.spec_from_file_location("probe_sign_classes", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_crop_box_adds_context_and_clips_to_the_frame() -> None:
-    probe = _probe_module()
+    probe = load_benchmark("probe_sign_classes")
     image = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3)
     crop = probe.crop_box(image, np.array([50.0, 40.0, 70.0, 50.0]), context=0.1)  # 20x10, margin 2
     assert crop.shape[:2] == (14, 24)
