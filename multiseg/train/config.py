@@ -138,6 +138,8 @@ class TrainConfig:
     channels_last: bool = False
     #: torch.compile the network and its losses
     compile: bool = False
+    #: torch.compile's backend; aot_eager traces and differentiates the graphs without generating code
+    compile_backend: Literal["inductor", "cudagraphs", "aot_eager", "eager"] = "inductor"
     #: torchrun on GPUs: BatchNorm statistics over all processes
     sync_bn: bool = False
     #: torch intra-op threads; null: torch's default

@@ -166,7 +166,7 @@ class Trainer:
                 device_ids=[self.info.local_rank] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,  # a head with no sample on a rank in a step gets no gradient
             )
-        self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
+        self.forward = torch.compile(self.ddp, backend=cfg.compile_backend) if cfg.compile else self.ddp
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         if cfg.batch_size % self.info.world_size:
