@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -63,6 +64,30 @@ def signal_once_shown(proc: subprocess.Popen, pattern: str, send: Callable[[], N
     proc.wait(timeout=120)  # a rank stopping alone would leave the other one hanging
     reader.join(timeout=30)
     return "".join(chunks)
+
+
+def build_once(tmp_path_factory: object, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name`` of this test session, filled by ``build`` once for all pytest-xdist workers.
+
+    A module fixture runs once in every worker that meets one of its tests; for an expensive one (a trained
+    run, an exported graph, a full-size world) the first worker builds it under a file lock while the other
+    waits, then both read it. Tests copy what they change. A failed build leaves nothing marked done.
+    """
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, shared by its workers
+    folder = root / "built-once" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    done = folder.with_name(f"{name}.done")
+    with FileLock(f"{folder}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 def load_benchmark(name: str) -> ModuleType:

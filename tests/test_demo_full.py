@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import build_once
 from PIL import Image
 
 import multiseg.demo.world as demo
@@ -32,13 +33,18 @@ def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def full_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A three-frame full-size world, written through the CLI (about 30 s on 2 busy cores)."""
-    root = tmp_path_factory.mktemp("full") / "world"
-    res = _cli("demo-data", "--size", "full", "--frames", str(FRAMES), "--root", str(root))
-    assert res.returncode == 0, res.stderr[-2000:]
-    head = res.stdout.splitlines()[0]
-    assert re.fullmatch(rf"demo world \(seed 0, size full\): {3 * FRAMES} frames in [\d.]+ s -> {root}", head)
-    return root
+    """A three-frame full-size world, written through the CLI (about 30 s on 2 busy cores), once."""
+
+    def write(folder: Path) -> None:
+        root = folder / "world"
+        res = _cli("demo-data", "--size", "full", "--frames", str(FRAMES), "--root", str(root))
+        assert res.returncode == 0, res.stderr[-2000:]
+        head = res.stdout.splitlines()[0]
+        assert re.fullmatch(
+            rf"demo world \(seed 0, size full\): {3 * FRAMES} frames in [\d.]+ s -> {root}", head
+        )
+
+    return build_once(tmp_path_factory, "full_world", write) / "world"
 
 
 def _ihdr(path: Path) -> tuple[int, int, int, int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import build_once
 from PIL import Image
 
 import multiseg.demo.world as demo
@@ -38,10 +39,11 @@ CS_INSTANCE_IDS = {lab.id for lab in CITYSCAPES_LABELS if lab.has_instances and 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "world"
-    summary = demo.write_demo_world(root, seed=0, n_frames=N_FRAMES)
-    assert summary.root == root and summary.frames == 3 * N_FRAMES
-    return root
+    def write(folder: Path) -> None:
+        summary = demo.write_demo_world(folder / "world", seed=0, n_frames=N_FRAMES)
+        assert summary.root == folder / "world" and summary.frames == 3 * N_FRAMES
+
+    return build_once(tmp_path_factory, "demo_world", write) / "world"
 
 
 def _png_ihdr(path: Path) -> tuple[int, int]:

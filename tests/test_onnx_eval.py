@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import build_once
 
 pytest.importorskip("onnxruntime")
 
@@ -17,9 +18,11 @@ pytest.importorskip("onnxruntime")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory, save_tiny_checkpoint: Callable[..., Path]) -> Path:
     from multiseg.demo.world import write_demo_world
 
-    root = tmp_path_factory.mktemp("demo") / "world"
-    write_demo_world(root, seed=0, n_frames=5)
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "enet.pt", root)
+    def build(folder: Path) -> None:
+        write_demo_world(folder / "world", seed=0, n_frames=5)
+        save_tiny_checkpoint(folder / "enet.pt", folder / "world")
+
+    return build_once(tmp_path_factory, "onnx_eval_checkpoint", build) / "enet.pt"
 
 
 INT8 = ("--backend", "onnxruntime", "--dtype", "int8")
@@ -30,31 +33,51 @@ def _eval(checkpoint: Path, out: Path, *extra: str) -> subprocess.CompletedProce
     return subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=300)
 
 
-def test_fp32_graph_scores_as_the_torch_model(checkpoint: Path, tmp_path: Path) -> None:
-    torch_run = _eval(checkpoint, tmp_path / "torch")
-    ort_run = _eval(checkpoint, tmp_path / "ort", "--backend", "onnxruntime")
-    assert torch_run.returncode == 0 and ort_run.returncode == 0, ort_run.stderr
-    meta = json.loads((tmp_path / "ort" / "eval.json").read_text())
+@pytest.fixture(scope="module")
+def fp32_eval(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """The checkpoint scored by torch and by ONNX Runtime (which exports it): both report folders and the
+    onnxruntime run's stdout."""
+
+    def build(out: Path) -> None:
+        torch_run = _eval(checkpoint, out / "torch")
+        ort_run = _eval(checkpoint, out / "ort", "--backend", "onnxruntime")
+        assert torch_run.returncode == 0, torch_run.stderr
+        assert ort_run.returncode == 0, ort_run.stderr
+        (out / "stdout.txt").write_text(ort_run.stdout)
+
+    out = build_once(tmp_path_factory, "onnx_eval_fp32", build)
+    return out / "torch", out / "ort", (out / "stdout.txt").read_text()
+
+
+def test_fp32_graph_scores_as_the_torch_model(fp32_eval: tuple[Path, Path, str]) -> None:
+    torch_out, ort_out, stdout = fp32_eval
+    meta = json.loads((ort_out / "eval.json").read_text())
     assert meta["backend"] == "onnxruntime" and meta["dtype"] == "fp32"
     agreement = meta["argmax_agreement_with_torch_fp32"]
     assert set(agreement) == {"cityscapes", "gtsdb", "vistas"}
     assert min(agreement.values()) > 0.999  # same weights, fp32: only ties and rounding may differ
-    torch_scores = json.loads((tmp_path / "torch" / "eval.json").read_text())["results"]
+    torch_scores = json.loads((torch_out / "eval.json").read_text())["results"]
     ort_scores = meta["results"]
     for a, b in zip(torch_scores, ort_scores, strict=True):
         assert (a["head"], a["dataset"], a["target"]) == (b["head"], b["dataset"], b["target"])
         assert a["miou"] == pytest.approx(b["miou"], abs=0.01)
-    assert "argmax agreement with the fp32 torch model" in ort_run.stdout
+    assert "argmax agreement with the fp32 torch model" in stdout
+    assert "model.fp32.onnx: the scored graph (score it again with --onnx)" in stdout
+    assert not (ort_out / ".graphs").exists()
 
 
-def test_int8_graph_is_calibrated_on_the_runs_frames(checkpoint: Path, tmp_path: Path) -> None:
-    run = _eval(checkpoint, tmp_path / "q", *INT8, "--calib-count", "4")
+def test_int8_graph_is_calibrated_on_the_runs_frames(
+    checkpoint: Path, fp32_eval: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    graph = fp32_eval[1] / "model.fp32.onnx"  # quantised here, not exported again
+    run = _eval(checkpoint, tmp_path / "q", *INT8, "--calib-count", "4", "--onnx", str(graph))
     assert run.returncode == 0, run.stderr
     meta = json.loads((tmp_path / "q" / "eval.json").read_text())
     assert meta["dtype"] == "int8"
     assert "leftImg8bit/train" in meta["resolution"]
     assert "first conv and transposed convs fp32" in meta["resolution"]
     assert all(0.0 <= a <= 1.0 for a in meta["argmax_agreement_with_torch_fp32"].values())
+    assert (tmp_path / "q" / "model.int8.onnx").is_file()
 
 
 def test_int8_needs_onnxruntime_backend_and_enough_frames(checkpoint: Path, tmp_path: Path) -> None:
@@ -65,3 +88,10 @@ def test_int8_needs_onnxruntime_backend_and_enough_frames(checkpoint: Path, tmp_
     assert run.returncode != 0 and len(run.stderr.strip().splitlines()) == 1
     assert "int8 calibration" in run.stderr and "999 needed" in run.stderr
     assert not (tmp_path / "b" / "eval.json").exists()
+    run = _eval(checkpoint, tmp_path / "c", "--onnx", str(tmp_path / "missing.onnx"))
+    assert run.returncode != 0 and "--onnx needs --backend onnxruntime" in run.stderr
+    run = _eval(
+        checkpoint, tmp_path / "d", "--backend", "onnxruntime", "--onnx", str(tmp_path / "missing.onnx")
+    )
+    assert run.returncode != 0 and len(run.stderr.strip().splitlines()) == 1
+    assert f"--onnx {tmp_path / 'missing.onnx'}: no such file" in run.stderr

@@ -70,6 +70,11 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         help="int8 calibration images (default: the run's Cityscapes train frames)",
     )
     deploy.add_argument("--calib-count", type=int, default=64, help="int8 calibration frames (default: 64)")
+    deploy.add_argument(
+        "--onnx", type=Path,
+        help="an fp32 graph of the checkpoint to score (e.g. from multiseg export, or the one a previous "
+        "onnxruntime eval wrote) instead of exporting it again; --dtype int8 quantises it",
+    )  # fmt: skip
     p.set_defaults(func=_run_eval)
 
 
@@ -89,11 +94,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.backend == "onnxruntime":
         from multiseg.deploy.onnx_eval import run_onnx_eval
 
-        print(run_onnx_eval(args.run, opts, args.out, args.dtype, args.calib_images, args.calib_count))
+        calibration = (args.calib_images, args.calib_count)
+        print(run_onnx_eval(args.run, opts, args.out, args.dtype, *calibration, onnx=args.onnx))
         return 0
-    if args.dtype != "fp32":
+    if args.dtype != "fp32" or args.onnx is not None:
         from multiseg.errors import MultisegError
 
-        raise MultisegError("--dtype int8 needs --backend onnxruntime")
+        option = "--onnx" if args.onnx is not None else "--dtype int8"
+        raise MultisegError(f"{option} needs --backend onnxruntime")
     print(run_eval(args.run, opts, args.out))
     return 0

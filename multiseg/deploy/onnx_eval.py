@@ -10,6 +10,7 @@ int8 graph's cost is measured on a trained network and real images rather than r
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -74,6 +75,17 @@ def calibration_folder(cfg: TrainConfig, images: Path | None) -> Path:
     return dataset_root(cfg, "cityscapes") / "leftImg8bit" / "train"
 
 
+def _keep_scored_graph(graph: Path, tmp: Path, out: Path) -> str:
+    """Stage a graph this run made (not a given ``--onnx``) in ``out/.graphs``, moved beside the report
+    once it is written; returns the words for the report line."""
+    if graph.parent != tmp:
+        return ""
+    (out / ".graphs").mkdir(exist_ok=True)
+    shutil.copyfile(graph, out / ".graphs" / graph.name)
+    reuse = " (score it again with --onnx)" if graph.name.endswith(".fp32.onnx") else ""
+    return f", {graph.name}: the scored graph{reuse}"
+
+
 def run_onnx_eval(
     path: Path,
     opts: EvalOptions,
@@ -81,12 +93,16 @@ def run_onnx_eval(
     dtype: str = "fp32",
     calib_images: Path | None = None,
     calib_count: int = 64,
+    onnx: Path | None = None,
 ) -> str:
-    """Export (and quantise), evaluate with ONNX Runtime, write the usual report plus the agreement."""
+    """Export (or take ``onnx``, an fp32 graph of the checkpoint) and quantise, evaluate with ONNX Runtime,
+    write the usual report plus the agreement, and the scored graph beside it."""
     if dtype not in ("fp32", "int8"):
         raise MultisegError(f"--dtype {dtype!r}: expected fp32 or int8")
     if opts.tta is not None:
         raise MultisegError("--tta is not available with --backend onnxruntime")
+    if onnx is not None and not Path(onnx).is_file():
+        raise MultisegError(f"--onnx {onnx}: no such file")
     model, cfg, ckpt, run_dir = load_run(path)
     cfg = override_data(cfg, opts.data)
     tag = f"eval-{opts.split}-{'fullres' if opts.full_res else 'trainres'}-onnxruntime-{dtype}"
@@ -97,8 +113,11 @@ def run_onnx_eval(
         if dtype == "int8":  # the calibration frames are checked before any export work
             folder = calibration_folder(cfg, calib_images)
             calibration = calibration_inputs(size, calib_count, folder)
-        graph = export_onnx(model, Path(tmp) / "model.fp32.onnx", sample_size=size, dynamic=True)
-        note = "ONNX Runtime fp32 (dynamic graph, BN folded)"
+        if onnx is None:
+            graph = export_onnx(model, Path(tmp) / "model.fp32.onnx", sample_size=size, dynamic=True)
+            note = "ONNX Runtime fp32 (dynamic graph, BN folded)"
+        else:
+            graph, note = Path(onnx), f"ONNX Runtime fp32 ({Path(onnx).name})"
         if dtype == "int8":
             graph = quantize_int8(graph, Path(tmp) / "model.int8.onnx", calibration)
             note = f"ONNX Runtime {int8_text('qdq', calib_count, folder)}"
@@ -107,6 +126,7 @@ def run_onnx_eval(
         skipped = SkippedFiles()
         results = evaluate(segmenter, cfg, replace(opts, plain=True), torch.device("cpu"), skipped)  # type: ignore[arg-type]
         seconds = time.perf_counter() - start
+        scored = _keep_scored_graph(graph, Path(tmp), out)
     resolution = f"{resolution_note(cfg, opts.full_res)}; {note}"
     agreement = segmenter.agreement()
     meta = {
@@ -116,12 +136,15 @@ def run_onnx_eval(
         "skipped_files": sorted(skipped.counts),
     }  # fmt: skip
     write_report(results, meta, out, resolution)
+    for graph_file in (out / ".graphs").glob("*.onnx"):
+        graph_file.replace(out / graph_file.name)
+    shutil.rmtree(out / ".graphs", ignore_errors=True)
     agree = ", ".join(f"{h} {100 * a:.2f} %" for h, a in agreement.items())
     lines = [
         format_table(results, resolution),
         f"argmax agreement with the fp32 torch model (network resolution): {agree}",
         f"evaluated in {seconds:.1f} s",
-        f"report: {out} (eval.json, eval.csv, iou_*.png, confusion_*.png)",
+        f"report: {out} (eval.json, eval.csv, iou_*.png, confusion_*.png{scored})",
     ]
     if skipped.counts:
         lines.append(skipped.report())
