@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import build_once
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two busy processes on two cores: more intra-op threads only oversubscribe (specs/environment.md §9).
@@ -52,3 +53,22 @@ def save_tiny_checkpoint() -> Callable[[Path, Path], Path]:
         return path
 
     return save
+
+
+@pytest.fixture(scope="session")
+def tiny_enet_onnx(
+    tmp_path_factory: pytest.TempPathFactory, save_tiny_checkpoint: Callable[[Path, Path], Path]
+) -> tuple[Path, Path]:
+    """The tiny ENet checkpoint (on a 5-frame demo world) and its dynamic fp32 ONNX graph, exported as
+    ``predict --backend onnxruntime`` exports it; built once for all workers (an export takes 30-40 s)."""
+
+    def build(folder: Path) -> None:
+        from multiseg.demo.world import write_demo_world
+        from multiseg.deploy.predict import export_for_ort, load_for_predict
+
+        write_demo_world(folder / "world", seed=0, n_frames=5)
+        model, fit = load_for_predict(save_tiny_checkpoint(folder / "enet.pt", folder / "world"))
+        assert export_for_ort(model, model.head_names, fit, folder) == folder / "model.onnx"
+
+    folder = build_once(tmp_path_factory, "tiny_enet_onnx", build)
+    return folder / "enet.pt", folder / "model.onnx"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,8 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory, save_tiny_checkpoint: Callable[..., Path]) -> Path:
-    from multiseg.demo.world import write_demo_world
-
-    def build(folder: Path) -> None:
-        write_demo_world(folder / "world", seed=0, n_frames=5)
-        save_tiny_checkpoint(folder / "enet.pt", folder / "world")
-
-    return build_once(tmp_path_factory, "onnx_eval_checkpoint", build) / "enet.pt"
+def checkpoint(tiny_enet_onnx: tuple[Path, Path]) -> Path:
+    return tiny_enet_onnx[0]
 
 
 INT8 = ("--backend", "onnxruntime", "--dtype", "int8")
@@ -67,9 +60,9 @@ def test_fp32_graph_scores_as_the_torch_model(fp32_eval: tuple[Path, Path, str])
 
 
 def test_int8_graph_is_calibrated_on_the_runs_frames(
-    checkpoint: Path, fp32_eval: tuple[Path, Path, str], tmp_path: Path
+    tiny_enet_onnx: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    graph = fp32_eval[1] / "model.fp32.onnx"  # quantised here, not exported again
+    checkpoint, graph = tiny_enet_onnx  # the checkpoint's fp32 graph is quantised here, not exported again
     run = _eval(checkpoint, tmp_path / "q", *INT8, "--calib-count", "4", "--onnx", str(graph))
     assert run.returncode == 0, run.stderr
     meta = json.loads((tmp_path / "q" / "eval.json").read_text())

@@ -36,8 +36,9 @@ def test_train_and_eval_skip_bad(tmp_path: Path) -> None:
     _truncate(val[1])
     config = tmp_path / "run.yaml"  # a config file, so the demo-run defaults do not apply
     config.write_text(
-        f"data_root: {tmp_path}\nout_dir: {tmp_path / 'runs'}\ndatasets: [cityscapes]\nresize_width: 128\n"
-        "resize_height: 64\ncrop_height: 64\ncrop_width: 128\nworkers: 1\nthreads: 1\nepochs: 1\n"
+        f"data_root: {tmp_path}\nout_dir: {tmp_path / 'runs'}\ndatasets: [cityscapes]\nmodel: enet\n"
+        "resize_width: 64\nresize_height: 32\ncrop_height: 32\ncrop_width: 64\nworkers: 1\nthreads: 1\n"
+        "epochs: 1\n"
         "batch_size: 4\nclass_weighted_heads: [cityscapes]\n"  # the class-frequency pass reads train[2] first
     )
 

@@ -220,8 +220,8 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _config(path: Path, root: Path, out: Path, **extra: str) -> Path:
     values = {
         "data_root": str(root), "out_dir": str(out), "model": "enet", "head_mode": "universal",
-        "datasets": "[cityscapes, gtsdb, vistas]", "resize_width": "128", "resize_height": "64",
-        "crop_height": "64", "crop_width": "128", "workers": "0", "threads": "1", "epochs": "1",
+        "datasets": "[cityscapes, gtsdb, vistas]", "resize_width": "64", "resize_height": "32",
+        "crop_height": "32", "crop_width": "64", "workers": "0", "threads": "1", "epochs": "1",
         "class_weighted_heads": "[gtsdb]", **extra,
     }  # fmt: skip
     path.write_text("".join(f"{k}: {v}\n" for k, v in values.items()))
