@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 
 def multiseg_cmd() -> list[str]:
     """The ``multiseg`` console script of this interpreter's environment, else ``python -m multiseg.cli``."""
@@ -66,7 +68,7 @@ def signal_once_shown(proc: subprocess.Popen, pattern: str, send: Callable[[], N
     return "".join(chunks)
 
 
-def build_once(tmp_path_factory: object, name: str, build: Callable[[Path], None]) -> Path:
+def build_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
     """The folder ``name`` of this test session, filled by ``build`` once for all pytest-xdist workers.
 
     A module fixture runs once in every worker that meets one of its tests; for an expensive one (a trained
@@ -75,7 +77,7 @@ def build_once(tmp_path_factory: object, name: str, build: Callable[[Path], None
     """
     from filelock import FileLock
 
-    root = tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the session's folder, shared by its workers
     folder = root / "built-once" / name

@@ -75,17 +75,6 @@ def calibration_folder(cfg: TrainConfig, images: Path | None) -> Path:
     return dataset_root(cfg, "cityscapes") / "leftImg8bit" / "train"
 
 
-def _keep_scored_graph(graph: Path, tmp: Path, out: Path) -> str:
-    """Stage a graph this run made (not a given ``--onnx``) in ``out/.graphs``, moved beside the report
-    once it is written; returns the words for the report line."""
-    if graph.parent != tmp:
-        return ""
-    (out / ".graphs").mkdir(exist_ok=True)
-    shutil.copyfile(graph, out / ".graphs" / graph.name)
-    reuse = " (score it again with --onnx)" if graph.name.endswith(".fp32.onnx") else ""
-    return f", {graph.name}: the scored graph{reuse}"
-
-
 def run_onnx_eval(
     path: Path,
     opts: EvalOptions,
@@ -126,19 +115,21 @@ def run_onnx_eval(
         skipped = SkippedFiles()
         results = evaluate(segmenter, cfg, replace(opts, plain=True), torch.device("cpu"), skipped)  # type: ignore[arg-type]
         seconds = time.perf_counter() - start
-        scored = _keep_scored_graph(graph, Path(tmp), out)
-    resolution = f"{resolution_note(cfg, opts.full_res)}; {note}"
-    agreement = segmenter.agreement()
-    meta = {
-        "checkpoint": str(ckpt), "model": model.name, "heads": dict(model.num_classes), "split": opts.split,
-        "full_res": opts.full_res, "resolution": resolution, "device": "cpu", "backend": "onnxruntime",
-        "dtype": dtype, "argmax_agreement_with_torch_fp32": agreement, "seconds": round(seconds, 2),
-        "skipped_files": sorted(skipped.counts),
-    }  # fmt: skip
-    write_report(results, meta, out, resolution)
-    for graph_file in (out / ".graphs").glob("*.onnx"):
-        graph_file.replace(out / graph_file.name)
-    shutil.rmtree(out / ".graphs", ignore_errors=True)
+        resolution = f"{resolution_note(cfg, opts.full_res)}; {note}"
+        agreement = segmenter.agreement()
+        meta = {
+            "checkpoint": str(ckpt), "model": model.name, "heads": dict(model.num_classes),
+            "split": opts.split, "full_res": opts.full_res, "resolution": resolution, "device": "cpu",
+            "backend": "onnxruntime",
+            "dtype": dtype, "argmax_agreement_with_torch_fp32": agreement, "seconds": round(seconds, 2),
+            "skipped_files": sorted(skipped.counts),
+        }  # fmt: skip
+        write_report(results, meta, out, resolution)
+        scored = ""
+        if graph.parent == Path(tmp):  # a graph made here goes beside the report, once that is written
+            shutil.copyfile(graph, out / graph.name)
+            reuse = " (score it again with --onnx)" if dtype == "fp32" else ""
+            scored = f", {graph.name}: the scored graph{reuse}"
     agree = ", ".join(f"{h} {100 * a:.2f} %" for h, a in agreement.items())
     lines = [
         format_table(results, resolution),
