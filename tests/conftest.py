@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,20 +57,42 @@ def save_tiny_checkpoint() -> Callable[[Path, Path], Path]:
     return save
 
 
+def _tiny_enet_ort_folder(
+    tmp_path_factory: pytest.TempPathFactory, save_tiny_checkpoint: Callable[[Path, Path], Path]
+) -> Path:
+    """The tiny ENet checkpoint (on a 5-frame demo world) scored by ``multiseg eval --backend
+    onnxruntime``, which exports its dynamic fp32 graph as ``predict --backend onnxruntime`` does
+    (``export_for_ort``) and writes it beside its report. Built once for all workers: the export alone
+    takes 20-40 s here, so the tests that need the graph share this one."""
+
+    def build(folder: Path) -> None:
+        from multiseg.demo.world import write_demo_world
+
+        write_demo_world(folder / "world", seed=0, n_frames=5)
+        checkpoint = save_tiny_checkpoint(folder / "enet.pt", folder / "world")
+        cmd = [sys.executable, "-m", "multiseg", "eval", str(checkpoint), "--out", str(folder / "ort")]
+        run = subprocess.run(
+            [*cmd, "--workers", "0", "--backend", "onnxruntime"], capture_output=True, text=True, timeout=600
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        (folder / "ort_stdout.txt").write_text(run.stdout)
+
+    return build_once(tmp_path_factory, "tiny_enet_ort", build)
+
+
 @pytest.fixture(scope="session")
 def tiny_enet_onnx(
     tmp_path_factory: pytest.TempPathFactory, save_tiny_checkpoint: Callable[[Path, Path], Path]
 ) -> tuple[Path, Path]:
-    """The tiny ENet checkpoint (on a 5-frame demo world) and its dynamic fp32 ONNX graph, exported as
-    ``predict --backend onnxruntime`` exports it; built once for all workers (an export takes 30-40 s)."""
+    """The tiny ENet checkpoint and its dynamic fp32 ONNX graph (the one its onnxruntime eval scored)."""
+    folder = _tiny_enet_ort_folder(tmp_path_factory, save_tiny_checkpoint)
+    return folder / "enet.pt", folder / "ort" / "model.fp32.onnx"
 
-    def build(folder: Path) -> None:
-        from multiseg.demo.world import write_demo_world
-        from multiseg.deploy.predict import export_for_ort, load_for_predict
 
-        write_demo_world(folder / "world", seed=0, n_frames=5)
-        model, fit = load_for_predict(save_tiny_checkpoint(folder / "enet.pt", folder / "world"))
-        assert export_for_ort(model, model.head_names, fit, folder) == folder / "model.onnx"
-
-    folder = build_once(tmp_path_factory, "tiny_enet_onnx", build)
-    return folder / "enet.pt", folder / "model.onnx"
+@pytest.fixture(scope="session")
+def tiny_enet_ort_eval(
+    tmp_path_factory: pytest.TempPathFactory, save_tiny_checkpoint: Callable[[Path, Path], Path]
+) -> tuple[Path, str]:
+    """The report folder and the stdout of ``multiseg eval --backend onnxruntime`` on the tiny checkpoint."""
+    folder = _tiny_enet_ort_folder(tmp_path_factory, save_tiny_checkpoint)
+    return folder / "ort", (folder / "ort_stdout.txt").read_text()

@@ -27,19 +27,18 @@ def _eval(checkpoint: Path, out: Path, *extra: str) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def fp32_eval(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """The checkpoint scored by torch and by ONNX Runtime (which exports it): both report folders and the
-    onnxruntime run's stdout."""
+def fp32_eval(
+    checkpoint: Path, tiny_enet_ort_eval: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, str]:
+    """The checkpoint scored by torch and by ONNX Runtime (which exports it, in the shared conftest
+    fixture): both report folders and the onnxruntime run's stdout."""
 
     def build(out: Path) -> None:
         torch_run = _eval(checkpoint, out / "torch")
-        ort_run = _eval(checkpoint, out / "ort", "--backend", "onnxruntime")
         assert torch_run.returncode == 0, torch_run.stderr
-        assert ort_run.returncode == 0, ort_run.stderr
-        (out / "stdout.txt").write_text(ort_run.stdout)
 
-    out = build_once(tmp_path_factory, "onnx_eval_fp32", build)
-    return out / "torch", out / "ort", (out / "stdout.txt").read_text()
+    out = build_once(tmp_path_factory, "onnx_eval_fp32_torch", build)
+    return out / "torch", *tiny_enet_ort_eval
 
 
 def test_fp32_graph_scores_as_the_torch_model(fp32_eval: tuple[Path, Path, str]) -> None:

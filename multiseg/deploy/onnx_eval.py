@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 from multiseg.data.pipeline import SkippedFiles
-from multiseg.deploy.export import export_onnx
-from multiseg.deploy.predict import OrtBackend
+from multiseg.deploy.predict import OrtBackend, export_for_ort
 from multiseg.deploy.quantize import calibration_inputs, int8_text, quantize_int8
 from multiseg.errors import MultisegError
 from multiseg.evaluate.evaluator import (
@@ -96,14 +95,15 @@ def run_onnx_eval(
     cfg = override_data(cfg, opts.data)
     tag = f"eval-{opts.split}-{'fullres' if opts.full_res else 'trainres'}-onnxruntime-{dtype}"
     out = prepare_out_dir(out if out is not None else (run_dir or ckpt.parent) / tag)
-    fit = (cfg.resize_height, cfg.resize_width)
+    fit = (cfg.resize_width, cfg.resize_height)
     with tempfile.TemporaryDirectory(prefix="multiseg-onnx-eval-") as tmp:
-        size = tuple(max(model.output_stride, v // model.output_stride * model.output_stride) for v in fit)
         if dtype == "int8":  # the calibration frames are checked before any export work
+            stride = model.output_stride
+            size = (max(stride, fit[1] // stride * stride), max(stride, fit[0] // stride * stride))
             folder = calibration_folder(cfg, calib_images)
             calibration = calibration_inputs(size, calib_count, folder)
         if onnx is None:
-            graph = export_onnx(model, Path(tmp) / "model.fp32.onnx", sample_size=size, dynamic=True)
+            graph = export_for_ort(model, model.head_names, fit, Path(tmp), "model.fp32.onnx")
             note = "ONNX Runtime fp32 (dynamic graph, BN folded)"
         else:
             graph, note = Path(onnx), f"ONNX Runtime fp32 ({Path(onnx).name})"

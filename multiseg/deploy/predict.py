@@ -177,15 +177,20 @@ class OrtBackend:
 
 
 def export_for_ort(
-    model: MultiHeadSegmenter, heads: list[str], fit: tuple[int, int] | None, folder: Path
+    model: MultiHeadSegmenter,
+    heads: list[str],
+    fit: tuple[int, int] | None,
+    folder: Path,
+    name: str = "model.onnx",
 ) -> Path:
-    """Export the model to ``folder/model.onnx`` (dynamic batch and size) for ``--backend onnxruntime``."""
+    """Export the model to ``folder/name`` (dynamic batch and size, traced at the run's frame size
+    ``fit`` = (width, height)) for ``--backend onnxruntime`` of ``predict`` and ``eval``."""
     from multiseg.deploy.export import export_onnx
 
     s = model.output_stride
     w, h = fit if fit is not None else (1024, 512)
     size = (max(s, h // s * s), max(s, w // s * s))
-    return export_onnx(model, folder / "model.onnx", heads, sample_size=size, dynamic=True)
+    return export_onnx(model, folder / name, heads, sample_size=size, dynamic=True)
 
 
 # -- outputs --------------------------------------------------------------------------------------
