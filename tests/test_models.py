@@ -377,19 +377,26 @@ def _export_cases() -> list:
 
 @pytest.mark.parametrize(("name", "legacy"), _export_cases())
 def test_onnx_export_matches_torch(name: str, legacy: bool, tmp_path: Path) -> None:
+    """Each model's graph, BN folded, matches torch at the export size and at another batch and size.
+
+    The dynamo exporter's symbolic tracing costs time per node, so it exports one head (every op type of
+    the model; the heads are copies of one decoder): 9-32 % fewer nodes. Graphs with several dynamo
+    heads are checked by the tiny ENet graph of the onnxruntime eval and predict tests (three heads).
+    """
     pytest.importorskip("onnxruntime")
     if not legacy:
         pytest.importorskip("onnxscript")
     from multiseg.deploy.export import check_parity, export_onnx
 
-    model = randomize_(create_model(name, heads={"cityscapes": 19, "gtsdb": 44}).eval())
+    heads = {"cityscapes": 19, "gtsdb": 44} if legacy else {"gtsdb": 44}
+    model = randomize_(create_model(name, heads=heads).eval())
     s = model.output_stride
     path = export_onnx(model, tmp_path / f"{name}.onnx", sample_size=(64, 128), legacy=legacy)
     # Dynamic axes: another batch size and another spatial size than the export example.
     results = check_parity(model, path, [(1, 3, 64, 128), (2, 3, 2 * s, 3 * s)])
     assert [r.shape for r in results] == [(1, 3, 64, 128), (2, 3, 2 * s, 3 * s)]
     for result in results:
-        assert set(result.max_abs_diff) == {"cityscapes", "gtsdb"}
+        assert set(result.max_abs_diff) == set(heads)
         assert result.worst < 1e-4, (result.shape, result.max_abs_diff)
 
 
