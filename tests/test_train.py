@@ -68,18 +68,17 @@ def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_kill9_then_resume_ends_like_an_uninterrupted_run(tiny_root: Path, tmp_path: Path) -> None:
-    cfg = _config(tmp_path / "run.yaml", tiny_root, tmp_path / "a", "epochs=2")
-    done = _run(["train", str(cfg)])
-    assert done.returncode == 0, done.stderr
-    reference = metrics_rows(only_run_dir(tmp_path / "a"))
+def test_kill9_then_resume_ends_like_an_uninterrupted_run(
+    printed_run: tuple[str, Path], tiny_root: Path, tmp_path: Path
+) -> None:
+    reference_dir = printed_run[1]  # the uninterrupted run: the same arguments but out_dir
+    reference = metrics_rows(reference_dir)
     assert [r["epoch"] for r in reference] == ["1", "2"]
 
-    cfg_b = _config(tmp_path / "run_b.yaml", tiny_root, tmp_path / "b", "epochs=2")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [*multiseg_cmd(), "train", str(cfg_b)], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        text=True,
+        [*multiseg_cmd(), *_printed_run_args(tiny_root, tmp_path / "b")], env=env, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     signal_once_shown(proc, r"epoch 2/2: +[1-9][0-9]?%", lambda: proc.send_signal(signal.SIGKILL))
     assert proc.returncode == -signal.SIGKILL
@@ -87,7 +86,7 @@ def test_kill9_then_resume_ends_like_an_uninterrupted_run(tiny_root: Path, tmp_p
     resumed = _run(["train", "--resume", str(run_dir)])
     assert resumed.returncode == 0, resumed.stderr
     assert metrics_rows(run_dir) == reference
-    a = torch.load(only_run_dir(tmp_path / "a") / "last.pt", weights_only=True)["model"]
+    a = torch.load(reference_dir / "last.pt", weights_only=True)["model"]
     b = torch.load(run_dir / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -151,14 +150,19 @@ def test_resume_with_a_different_config_lists_the_differences(
     )
 
 
+def _printed_run_args(root: Path, out: Path) -> list[str]:
+    """``train --data ROOT`` (the demo defaults) for 2 tiny epochs, validating after each, into ``out``."""
+    keys = [*TINY, "epochs=2", "val_every=1", "class_weighted_heads=[]", "amp=none", f"out_dir={out}"]
+    return ["train", "--data", str(root), *[f"--set={k}" for k in keys]]
+
+
 @pytest.fixture(scope="module")
 def printed_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """One real 2-epoch run of ``multiseg train --data ROOT`` validating after each epoch: its stdout and
-    folder, shared by the tests of what a run prints (one run instead of one per test)."""
+    folder, shared by the tests of what a run prints and by the kill -9 test as its uninterrupted run."""
 
     def train(out: Path) -> None:
-        keys = [*TINY, "epochs=2", "val_every=1", "class_weighted_heads=[]", "amp=none", f"out_dir={out}/out"]
-        res = _run(["train", "--data", str(tiny_root), *[f"--set={k}" for k in keys]])
+        res = _run(_printed_run_args(tiny_root, out / "out"))
         assert res.returncode == 0, res.stderr
         assert "run_left=" in res.stderr  # the progress bar shows the time left for the whole run
         (out / "stdout.txt").write_text(res.stdout)
