@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import build_once
 
 pytest.importorskip("onnxruntime")
 
@@ -33,12 +32,10 @@ def fp32_eval(
     """The checkpoint scored by torch and by ONNX Runtime (which exports it, in the shared conftest
     fixture): both report folders and the onnxruntime run's stdout."""
 
-    def build(out: Path) -> None:
-        torch_run = _eval(checkpoint, out / "torch")
-        assert torch_run.returncode == 0, torch_run.stderr
-
-    out = build_once(tmp_path_factory, "onnx_eval_fp32_torch", build)
-    return out / "torch", *tiny_enet_ort_eval
+    out = tmp_path_factory.mktemp("fp32_eval") / "torch"
+    torch_run = _eval(checkpoint, out)
+    assert torch_run.returncode == 0, torch_run.stderr
+    return out, *tiny_enet_ort_eval
 
 
 def test_fp32_graph_scores_as_the_torch_model(fp32_eval: tuple[Path, Path, str]) -> None:

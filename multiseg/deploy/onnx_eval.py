@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from multiseg.data.pipeline import SkippedFiles
-from multiseg.deploy.predict import OrtBackend, export_for_ort
+from multiseg.deploy.predict import OrtBackend, export_for_ort, ort_trace_size
 from multiseg.deploy.quantize import calibration_inputs, int8_text, quantize_int8
 from multiseg.errors import MultisegError
 from multiseg.evaluate.evaluator import (
@@ -98,8 +98,7 @@ def run_onnx_eval(
     fit = (cfg.resize_width, cfg.resize_height)
     with tempfile.TemporaryDirectory(prefix="multiseg-onnx-eval-") as tmp:
         if dtype == "int8":  # the calibration frames are checked before any export work
-            stride = model.output_stride
-            size = (max(stride, fit[1] // stride * stride), max(stride, fit[0] // stride * stride))
+            size = ort_trace_size(model.output_stride, fit)
             folder = calibration_folder(cfg, calib_images)
             calibration = calibration_inputs(size, calib_count, folder)
         if onnx is None:

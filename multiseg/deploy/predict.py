@@ -176,6 +176,13 @@ class OrtBackend:
         return {k: torch.from_numpy(np.asarray(v))[..., :h, :w] for k, v in zip(self.heads, got, strict=True)}
 
 
+def ort_trace_size(stride: int, fit: tuple[int, int] | None) -> tuple[int, int]:
+    """(height, width) an ONNX Runtime graph is traced (and int8-calibrated) at: the run's frame size
+    ``fit`` = (width, height), default 1024x512, rounded down to the output stride."""
+    w, h = fit if fit is not None else (1024, 512)
+    return max(stride, h // stride * stride), max(stride, w // stride * stride)
+
+
 def export_for_ort(
     model: MultiHeadSegmenter,
     heads: list[str],
@@ -183,13 +190,11 @@ def export_for_ort(
     folder: Path,
     name: str = "model.onnx",
 ) -> Path:
-    """Export the model to ``folder/name`` (dynamic batch and size, traced at the run's frame size
-    ``fit`` = (width, height)) for ``--backend onnxruntime`` of ``predict`` and ``eval``."""
+    """Export the model to ``folder/name`` (dynamic batch and size, traced at :func:`ort_trace_size`)
+    for ``--backend onnxruntime`` of ``predict`` and ``eval``."""
     from multiseg.deploy.export import export_onnx
 
-    s = model.output_stride
-    w, h = fit if fit is not None else (1024, 512)
-    size = (max(s, h // s * s), max(s, w // s * s))
+    size = ort_trace_size(model.output_stride, fit)
     return export_onnx(model, folder / name, heads, sample_size=size, dynamic=True)
 
 
