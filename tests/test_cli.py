@@ -56,6 +56,30 @@ def test_user_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--data", "cityscape=x"],
+        ["--set", "epochs=x"],
+        ["--set", "balance_weights={cityscapes: 1}"],
+        ["--resume", "no_such_run"],
+    ],
+    ids=["data", "value", "cross-key", "resume"],
+)
+def test_train_answers_a_command_or_config_mistake_before_importing_torch(args: list[str]) -> None:
+    """The mistake is found while the run is resolved, which needs no torch (about 3 s to import on
+    the slow hosts): the child reports whether torch was loaded when ``main`` returned."""
+    code = (
+        "import sys\nfrom multiseg.cli import main\nrc = main(sys.argv[1:])\n"
+        "print('torch' in sys.modules)\nsys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, "train", *args], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.strip() == "False"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("multiseg train: error:"), proc.stderr
+
+
 def test_unknown_command_exits_nonzero() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])

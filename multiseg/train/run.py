@@ -1,4 +1,7 @@
-"""``multiseg train`` in the library: resolve a run's config and folder, then train or resume it."""
+"""``multiseg train`` in the library: resolve a run's config and folder, then train or resume it.
+
+Resolving imports no torch, so a mistake in the command line or the config is answered at once.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from multiseg.config import config_differences, load_config
 from multiseg.errors import MultisegError
 from multiseg.train.config import TrainConfig, demo_config
-from multiseg.train.engine import Trainer
-from multiseg.train.summary import TrainSummary
+
+if TYPE_CHECKING:
+    from multiseg.train.summary import TrainSummary
 
 #: ``--resume auto``: the newest run of the same config, or a new run.
 AUTO = "auto"
@@ -121,5 +126,7 @@ def newest_run(out_dir: Path, cfg: TrainConfig) -> Path | None:
 
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> TrainSummary:
     """Run (or resume) one training run and return its summary."""
+    from multiseg.train.engine import Trainer  # torch: imported once the config is known to be valid
+
     trainer = Trainer(cfg, run_dir, resume=resume)
     return trainer.fit()
